@@ -1,0 +1,1 @@
+"""The admin and read API, and the mapping of errors to HTTP."""

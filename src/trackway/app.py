@@ -1,0 +1,66 @@
+"""``create_app(settings)``: routers, error handlers, CORS, and the lifespan that owns the engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from trackway import __version__
+from trackway.api import errors as api_errors
+from trackway.api import health, profiles
+from trackway.api import sources as sources_api
+from trackway.core.sessions import describe_device
+from trackway.core.sources import SourceDirectory
+from trackway.db.engine import make_engine
+from trackway.db.uow import SqlUnitOfWork
+from trackway.dialects import tracardi
+from trackway.services import AppServices
+from trackway.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the ASGI app. Nothing is connected until the lifespan starts."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings)
+        uow = SqlUnitOfWork(engine)
+        app.state.services = AppServices(
+            settings=settings,
+            engine=engine,
+            uow=uow,
+            sources=SourceDirectory(uow, settings.source_cache_seconds),
+        )
+        # ua-parser compiles its rules on first use (~0.1 s): pay it before the first visitor.
+        await asyncio.to_thread(describe_device, "Mozilla/5.0")
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Trackway",
+        version=__version__,
+        summary="Customer data platform collector: Tracardi, Tracktor.io, InSend and Tracify dialects.",
+        lifespan=lifespan,
+    )
+    # Snippets post from other sites. Preflights are answered for any origin; the
+    # per-source allow-list is enforced on the request itself, where the source is known.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
+        allow_headers=["*"],
+        max_age=86400,
+    )
+    api_errors.install(app)
+    app.include_router(health.router)
+    app.include_router(tracardi.router)
+    app.include_router(sources_api.router)
+    app.include_router(profiles.router)
+    return app

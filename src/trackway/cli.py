@@ -1,0 +1,166 @@
+"""``trackway``: serve, migrate, and manage sources, with the same functions the API calls."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from trackway import jsonutil
+from trackway.core import sources as source_service
+from trackway.core.sources import DIALECTS
+from trackway.db.engine import make_engine
+from trackway.db.migrate import upgrade
+from trackway.db.uow import SqlUnitOfWork
+from trackway.errors import TrackwayError
+from trackway.settings import Settings
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(jsonutil.dumps(value).decode() + "\n")
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    overrides = {"host": args.host, "port": args.port}
+    for name, value in overrides.items():
+        if value is not None:
+            # Workers are separate processes that read their settings from the environment.
+            os.environ[f"TRACKWAY_{name.upper()}"] = str(value)
+    settings = Settings()
+    if not args.no_migrate:
+        upgrade(settings.database_url)
+    if not settings.admin_token:
+        print(
+            "trackway: TRACKWAY_ADMIN_TOKEN is not set, so the admin and read API (/api/...) "
+            "answers 401.\n  Set one to use it, e.g.: "
+            "TRACKWAY_ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')",
+            file=sys.stderr,
+        )
+    uvicorn.run(
+        "trackway.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=args.workers,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
+    upgrade(settings.database_url)
+    print(f"trackway: database at head ({_redacted(settings.database_url)})", file=sys.stderr)
+    return 0
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+async def _with_uow(settings: Settings, action: Any) -> Any:
+    engine = make_engine(settings)
+    try:
+        return await action(SqlUnitOfWork(engine))
+    finally:
+        await engine.dispose()
+
+
+def _sources(args: argparse.Namespace, settings: Settings) -> int:
+    upgrade(settings.database_url)
+    if args.sources_command == "create":
+
+        async def action(uow: SqlUnitOfWork) -> Any:
+            return await source_service.create_source(
+                uow,
+                name=args.name,
+                dialect=args.dialect,
+                source_id=args.id,
+                secret=args.secret,
+                signed_only=args.signed_only,
+                allowed_origins=args.origin or [],
+            )
+
+        info = asyncio.run(_with_uow(settings, action))
+        _print_json(info.public())
+    elif args.sources_command == "list":
+        items = asyncio.run(_with_uow(settings, source_service.list_sources))
+        _print_json([info.public() for info in items])
+    elif args.sources_command == "update":
+        changes: dict[str, Any] = {}
+        if args.enabled is not None:
+            changes["enabled"] = args.enabled
+        if args.signed_only is not None:
+            changes["signed_only"] = args.signed_only
+        if args.secret is not None:
+            changes["secret"] = args.secret
+        if args.name is not None:
+            changes["name"] = args.name
+        if args.origin is not None:
+            changes["allowed_origins"] = args.origin
+
+        async def update(uow: SqlUnitOfWork) -> Any:
+            return await source_service.update_source(uow, args.source_id, changes)
+
+        _print_json(asyncio.run(_with_uow(settings, update)).public())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trackway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server (migrates first)")
+    serve.add_argument("--host", help="listen address (default: TRACKWAY_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default: TRACKWAY_PORT, 8686)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--no-migrate", action="store_true", help="do not run pending migrations")
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest revision")
+    migrate.set_defaults(handler=_migrate)
+
+    sources = commands.add_parser("sources", help="create, list and change sources")
+    sources.set_defaults(handler=_sources)
+    source_commands = sources.add_subparsers(dest="sources_command", required=True)
+    create = source_commands.add_parser("create", help="create a source and print it as JSON")
+    create.add_argument("--dialect", required=True, choices=DIALECTS)
+    create.add_argument("--name", required=True)
+    create.add_argument("--id", help="the public key clients send (default: a new UUID)")
+    create.add_argument("--secret", help="signing secret (generated for tracify when omitted)")
+    create.add_argument("--signed-only", action="store_true", help="accept only signed identities")
+    create.add_argument("--origin", action="append", help="allowed CORS origin (repeat; default: any)")
+    source_commands.add_parser("list", help="print every source as JSON")
+    update = source_commands.add_parser("update", help="change a source and print it as JSON")
+    update.add_argument("source_id")
+    update.add_argument("--name")
+    update.add_argument("--secret")
+    toggle = update.add_mutually_exclusive_group()
+    toggle.add_argument("--enable", dest="enabled", action="store_const", const=True)
+    toggle.add_argument("--disable", dest="enabled", action="store_const", const=False)
+    signed = update.add_mutually_exclusive_group()
+    signed.add_argument("--signed-only", dest="signed_only", action="store_const", const=True)
+    signed.add_argument("--no-signed-only", dest="signed_only", action="store_const", const=False)
+    update.add_argument("--origin", action="append", help="replace the allowed origins (repeat)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    try:
+        return int(args.handler(args, settings))
+    except TrackwayError as exc:
+        print(f"trackway: {exc.detail}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""The one internal contract: every dialect turns its wire format into an ``IngestBatch``.
+
+Plain dataclasses, not pydantic models: the dialects validate at the wire; by the time a
+batch exists its content is trusted, and building it should cost next to nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """The authenticated source a batch came from."""
+
+    id: str
+    dialect: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRef:
+    """A key naming a person. ``scope`` is a source id for source-local kinds, ``""`` for global ones.
+
+    ``strong`` keys merge two profiles that both claim them (an email hash, a person id);
+    weak keys (a visit hash) only find a profile and never cause a merge.
+    """
+
+    kind: str
+    value: str
+    scope: str = ""
+    strong: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MergeRequest:
+    """Fold the profile named by ``src`` into the one named by ``dest`` (alias, guest to visitor)."""
+
+    src: IdentityRef
+    dest: IdentityRef
+    reason: str
+
+
+@dataclass(slots=True)
+class TraitsPatch:
+    """Top-level trait changes: ``set`` overwrites keys, ``remove`` deletes them."""
+
+    set: dict[str, Any] = field(default_factory=dict)
+    remove: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.set or self.remove)
+
+
+@dataclass(slots=True)
+class EventIn:
+    """One event as the core stores it. ``time`` None means "when it was received"."""
+
+    type: str
+    properties: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    time: datetime | None = None
+    dedup_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMeta:
+    """What the HTTP request itself tells about the client."""
+
+    received_at: datetime
+    user_agent: str | None = None
+    ip: str | None = None
+    referer: str | None = None
+    origin: str | None = None
+
+    def as_context(self) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in (
+                ("user_agent", self.user_agent),
+                ("ip", self.ip),
+                ("referer", self.referer),
+                ("origin", self.origin),
+            )
+            if v
+        }
+
+
+@dataclass(slots=True)
+class IngestBatch:
+    """Everything one request asks the core to do, in one transaction."""
+
+    source: SourceRef
+    meta: RequestMeta
+    events: list[EventIn] = field(default_factory=list)
+    #: Keys naming the person, strongest first.
+    identities: list[IdentityRef] = field(default_factory=list)
+    #: A profile id the client believes is its own (Tracardi's ``profile.id``).
+    profile_hint: str | None = None
+    #: The client's visit key (Tracardi's ``session.id``); ``None``: no session.
+    session_key: str | None = None
+    #: Context captured when the session starts (landing page, UTM, device).
+    session_context: dict[str, Any] = field(default_factory=dict)
+    #: ``False`` keeps the events but records no session (Tracardi ``saveSession: false``).
+    save_session: bool = True
+    traits: TraitsPatch = field(default_factory=TraitsPatch)
+    #: Identities to detach from the profile (an email set to null).
+    unlink: list[IdentityRef] = field(default_factory=list)
+    #: True: the request names an identified person; None: says nothing about it.
+    identified: bool | None = None
+    merges: list[MergeRequest] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What the core did, for the dialect to render."""
+
+    profile_id: str
+    session_id: str | None
+    stored_event_ids: list[str]
+    duplicate_event_ids: list[str]
+    profile_created: bool
+    session_created: bool
+    #: How the profile was found: "hint", "identity", "session" or "new".
+    resolved_by: str
+    #: Profiles folded into ``profile_id`` by this batch.
+    merged: list[str] = field(default_factory=list)

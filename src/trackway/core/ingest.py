@@ -1,0 +1,268 @@
+"""``ingest(batch, uow)``: the only way data gets in. Ordered steps, one transaction, bounded retry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from trackway.core import events as event_store
+from trackway.core import identity
+from trackway.core import sessions as session_store
+from trackway.core.batch import IdentityRef, IngestBatch, IngestResult
+from trackway.core.merge import merge_profiles
+from trackway.core.uow import UnitOfWork
+from trackway.db.errors import is_retryable, is_unavailable
+from trackway.db.models import profiles
+from trackway.errors import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 4
+
+
+async def ingest(batch: IngestBatch, uow: UnitOfWork) -> IngestResult:
+    """Resolve the person and the visit, store the events, commit; only then return.
+
+    A conflict with a concurrent transaction (deadlock, serialization failure, SQLite
+    busy) is retried here with jittered backoff, never by a dialect. A database that
+    cannot be reached is a ``StorageUnavailable``: nothing was acknowledged.
+    """
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            async with uow.transaction() as db:
+                return await _Run(db, uow.dialect, batch).run()
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise StorageUnavailable() from exc
+            if attempt < MAX_ATTEMPTS and is_retryable(exc):
+                log.info("ingest retry %d after %s", attempt, type(exc).__name__)
+                await asyncio.sleep(random.uniform(0.005, 0.02) * 2**attempt)
+                continue
+            raise
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class _Run:
+    """One attempt at one batch, inside one transaction."""
+
+    db: AsyncConnection
+    dialect: str
+    batch: IngestBatch
+    merged: list[str] = field(default_factory=list)
+    #: Identities already known to point at the resolved profile.
+    linked: set[IdentityRef] = field(default_factory=set)
+    session_id: str | None = None
+    session_created: bool = False
+
+    async def run(self) -> IngestResult:
+        batch = self.batch
+        now = batch.meta.received_at
+        for merge in batch.merges:
+            await self._explicit_merge(merge.src, merge.dest, merge.reason)
+        profile_id, resolved_by, created = await self._resolve()
+        row = await self._lock_live(profile_id)
+        profile_id = row["id"]
+        profile_id = await self._link_identities(profile_id)
+        if profile_id != row["id"]:
+            row = await self._lock_live(profile_id)
+        for ref in batch.unlink:
+            await identity.unlink(self.db, ref, profile_id)
+
+        if batch.session_key is not None and batch.save_session and self.session_id is None:
+            self.session_id, self.session_created, _owner = await session_store.claim(
+                self.db,
+                self.dialect,
+                source_id=batch.source.id,
+                client_key=batch.session_key,
+                profile_id=profile_id,
+                now=now,
+                context=self._session_context(),
+            )
+
+        if self.session_id is None and batch.events:
+            request = batch.meta.as_context()
+            for event in batch.events:  # no visit to hold the request's metadata: the event does
+                event.context = {**event.context, "request": request}
+        stored, duplicates = await event_store.store(
+            self.db,
+            self.dialect,
+            source_id=batch.source.id,
+            profile_id=profile_id,
+            session_id=self.session_id,
+            batch_events=batch.events,
+            received_at=now,
+        )
+        if self.session_id is not None and (stored or not self.session_created):
+            await session_store.touch(self.db, self.session_id, now=now, events=len(stored))
+        await self._update_profile(row)
+        return IngestResult(
+            profile_id=profile_id,
+            session_id=self.session_id,
+            stored_event_ids=stored,
+            duplicate_event_ids=duplicates,
+            profile_created=created,
+            session_created=self.session_created,
+            resolved_by=resolved_by,
+            merged=self.merged,
+        )
+
+    def _session_context(self) -> dict[str, Any]:
+        """Captured once, when the visit starts: the dialect's part, the request, the device."""
+        meta = self.batch.meta
+        context = {**self.batch.session_context, "request": meta.as_context()}
+        device = session_store.describe_device(meta.user_agent)
+        if device:
+            context["device"] = device
+        return context
+
+    async def _resolve(self) -> tuple[str, str, bool]:
+        """Hint, then identities, then the session, then a new profile (design.md, step 1)."""
+        batch = self.batch
+        if batch.profile_hint:
+            live = await identity.live_profile_id(self.db, batch.profile_hint)
+            if live is not None:
+                return live, "hint", False
+        found = await identity.lookup(self.db, batch.identities)
+        self.linked = {ref for ref in found}
+        strong = list(dict.fromkeys(pid for ref, pid in found.items() if ref.strong))
+        if len(strong) > 1:
+            survivor = await identity.oldest(self.db, strong)
+            for other in strong:
+                if other != survivor:
+                    survivor = await self._merge(other, survivor, "shared-identity")
+            self.linked = set(found)
+            return survivor, "identity", False
+        if strong:
+            return strong[0], "identity", False
+        if found:
+            return next(iter(found.values())), "identity", False
+        if batch.session_key is not None:
+            owner = await session_store.owner_of(self.db, batch.source.id, batch.session_key)
+            if owner is not None:
+                live = await identity.live_profile_id(self.db, owner)
+                if live is not None:
+                    return live, "session", False
+        return await self._create()
+
+    async def _create(self) -> tuple[str, str, bool]:
+        """A new profile, claimed by the batch's first key so racing first hits end on one."""
+        batch = self.batch
+        now = batch.meta.received_at
+        profile_id = await identity.create_profile(self.db, now, anonymous=not bool(batch.identified))
+        if batch.identities:
+            ref = batch.identities[0]
+            owner = await identity.link(self.db, self.dialect, ref, profile_id, now)
+            if owner != profile_id:
+                await identity.delete_unused_profile(self.db, profile_id)
+                self.linked.add(ref)
+                return owner, "identity", False
+            self.linked.add(ref)
+        elif batch.session_key is not None and batch.save_session:
+            session_id, created, owner = await session_store.claim(
+                self.db,
+                self.dialect,
+                source_id=batch.source.id,
+                client_key=batch.session_key,
+                profile_id=profile_id,
+                now=now,
+                context=self._session_context(),
+            )
+            self.session_id = session_id
+            if not created:
+                await identity.delete_unused_profile(self.db, profile_id)
+                live = await identity.live_profile_id(self.db, owner)
+                return live or owner, "session", False
+            self.session_created = True
+        return profile_id, "new", True
+
+    async def _explicit_merge(self, src: IdentityRef, dest: IdentityRef, reason: str) -> None:
+        """Alias ``src`` to ``dest``: neither needs to exist yet; afterwards both name one profile."""
+        now = self.batch.meta.received_at
+        found = await identity.lookup(self.db, [dest, src])
+        dest_id = found.get(dest)
+        if dest_id is None:
+            dest_id = await identity.create_profile(self.db, now, anonymous=not bool(self.batch.identified))
+            owner = await identity.link(self.db, self.dialect, dest, dest_id, now)
+            if owner != dest_id:
+                await identity.delete_unused_profile(self.db, dest_id)
+                dest_id = owner
+        src_id = found.get(src)
+        if src_id is None:
+            owner = await identity.link(self.db, self.dialect, src, dest_id, now)
+            src_id = owner
+        if src_id != dest_id:
+            await self._merge(src_id, dest_id, reason)
+
+    async def _merge(self, from_id: str, into_id: str, reason: str) -> str:
+        survivor = await merge_profiles(
+            self.db,
+            from_id=from_id,
+            into_id=into_id,
+            reason=reason,
+            source_id=self.batch.source.id,
+            now=self.batch.meta.received_at,
+        )
+        if from_id != survivor:
+            self.merged.append(from_id)
+        return survivor
+
+    async def _lock_live(self, profile_id: str) -> dict[str, Any]:
+        """Lock the profile row for this batch and make sure it is still live.
+
+        A merge locks ``FOR UPDATE``; this ``FOR NO KEY UPDATE`` waits for it and then
+        sees ``merged_into`` set, so the batch follows the survivor instead of writing
+        into a merged profile. Concurrent batches of one profile take turns here.
+        """
+        for _ in range(identity.MAX_CHAIN):
+            row = (
+                (
+                    await self.db.execute(
+                        select(profiles).where(profiles.c.id == profile_id).with_for_update(key_share=True)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise LookupError(f"profile {profile_id} vanished")
+            if row["merged_into"] is None:
+                return dict(row)
+            profile_id = row["merged_into"]
+        raise RuntimeError(f"merge chain from profile {profile_id} is too long")
+
+    async def _link_identities(self, profile_id: str) -> str:
+        """Point the batch's identities at the profile; a key held by another profile joins them."""
+        now = self.batch.meta.received_at
+        for ref in self.batch.identities:
+            if ref in self.linked:
+                continue
+            owner = await identity.link(self.db, self.dialect, ref, profile_id, now)
+            self.linked.add(ref)
+            if owner != profile_id and ref.strong:
+                survivor = await identity.oldest(self.db, [profile_id, owner])
+                loser = owner if survivor == profile_id else profile_id
+                profile_id = await self._merge(loser, survivor, "shared-identity")
+        return profile_id
+
+    async def _update_profile(self, row: dict[str, Any]) -> None:
+        batch = self.batch
+        now = batch.meta.received_at
+        values: dict[str, Any] = {"last_seen_at": now}
+        if self.session_created:
+            values["visits"] = profiles.c.visits + 1
+        if batch.traits:
+            traits = event_store.apply_traits(row["traits"], batch.traits)
+            if traits != row["traits"]:
+                values["traits"] = traits
+                values["updated_at"] = now
+        if batch.identified and row["anonymous"]:
+            values["anonymous"] = False
+            values["updated_at"] = now
+        await self.db.execute(update(profiles).where(profiles.c.id == row["id"]).values(values))

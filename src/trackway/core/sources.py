@@ -1,0 +1,193 @@
+"""Sources: create, change and list them; look one up (cached) and check a request against it."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from trackway.core.uow import UnitOfWork
+from trackway.db.models import sources
+from trackway.errors import Conflict, InvalidSource, NotFound, OriginNotAllowed, ValidationFailed
+
+DIALECTS = ("tracardi", "tracktor", "insend", "tracify")
+#: Dialects whose clients prove themselves with the source secret: one is made if none is given.
+SECRET_REQUIRED = frozenset({"tracify"})
+SOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    id: str
+    name: str
+    dialect: str
+    enabled: bool
+    secret: str | None
+    signed_only: bool
+    allowed_origins: tuple[str, ...]
+    created_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        """The source as the admin API and the CLI show it."""
+        data = asdict(self)
+        data["allowed_origins"] = list(self.allowed_origins)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+    def allows_origin(self, origin: str | None) -> bool:
+        if origin is None or not self.allowed_origins or "*" in self.allowed_origins:
+            return True
+        return normalize_origin(origin) in self.allowed_origins
+
+
+def normalize_origin(origin: str) -> str:
+    return origin.strip().rstrip("/").lower()
+
+
+def _info(row: Any) -> SourceInfo:
+    return SourceInfo(
+        id=row.id,
+        name=row.name,
+        dialect=row.dialect,
+        enabled=row.enabled,
+        secret=row.secret,
+        signed_only=row.signed_only,
+        allowed_origins=tuple(row.allowed_origins or ()),
+        created_at=row.created_at,
+    )
+
+
+def _check_fields(
+    *, dialect: str | None, source_id: str | None, origins: list[str] | None
+) -> list[str] | None:
+    if dialect is not None and dialect not in DIALECTS:
+        raise ValidationFailed.field(("body", "dialect"), f"must be one of {', '.join(DIALECTS)}", "enum")
+    if source_id is not None and not SOURCE_ID_RE.match(source_id):
+        raise ValidationFailed.field(
+            ("body", "id"), "1-128 characters: letters, digits and . _ : - (not first)", "pattern"
+        )
+    if origins is None:
+        return None
+    cleaned = []
+    for index, origin in enumerate(origins):
+        if origin != "*" and not re.match(r"^https?://[^/\s]+/?$", origin.strip()):
+            raise ValidationFailed.field(
+                ("body", "allowed_origins", index), "an origin is scheme://host[:port], or *"
+            )
+        cleaned.append(normalize_origin(origin))
+    return cleaned
+
+
+async def create_source(
+    uow: UnitOfWork,
+    *,
+    name: str,
+    dialect: str,
+    source_id: str | None = None,
+    secret: str | None = None,
+    signed_only: bool = False,
+    allowed_origins: list[str] | None = None,
+    enabled: bool = True,
+) -> SourceInfo:
+    origins = _check_fields(dialect=dialect, source_id=source_id, origins=allowed_origins or [])
+    if secret is None and dialect in SECRET_REQUIRED:
+        secret = secrets.token_urlsafe(32)
+    if signed_only and not secret:
+        raise ValidationFailed.field(("body", "signed_only"), "signed_only needs a secret")
+    values = {
+        "id": source_id or str(uuid.uuid4()),
+        "name": name,
+        "dialect": dialect,
+        "enabled": enabled,
+        "secret": secret,
+        "signed_only": signed_only,
+        "allowed_origins": origins,
+        "created_at": datetime.now(UTC),
+    }
+    try:
+        async with uow.transaction() as db:
+            row = (await db.execute(insert(sources).values(values).returning(sources))).one()
+    except IntegrityError as exc:
+        raise Conflict(f"a source with id {values['id']!r} already exists") from exc
+    return _info(row)
+
+
+async def update_source(uow: UnitOfWork, source_id: str, changes: dict[str, Any]) -> SourceInfo:
+    """Change ``enabled``, ``name``, ``secret``, ``signed_only`` or ``allowed_origins``."""
+    allowed = {"enabled", "name", "secret", "signed_only", "allowed_origins"}
+    values = {k: v for k, v in changes.items() if k in allowed}
+    if "allowed_origins" in values:
+        values["allowed_origins"] = _check_fields(
+            dialect=None, source_id=None, origins=values["allowed_origins"] or []
+        )
+    async with uow.transaction() as db:
+        current = (await db.execute(select(sources).where(sources.c.id == source_id))).first()
+        if current is None:
+            raise NotFound(f"no source {source_id!r}")
+        secret = values.get("secret", current.secret)
+        if values.get("signed_only", current.signed_only) and not secret:
+            raise ValidationFailed.field(("body", "signed_only"), "signed_only needs a secret")
+        if values:
+            await db.execute(update(sources).where(sources.c.id == source_id).values(values))
+        row = (await db.execute(select(sources).where(sources.c.id == source_id))).one()
+    return _info(row)
+
+
+async def list_sources(uow: UnitOfWork) -> list[SourceInfo]:
+    async with uow.read() as db:
+        rows = (await db.execute(select(sources).order_by(sources.c.created_at))).all()
+    return [_info(row) for row in rows]
+
+
+async def get_source(uow: UnitOfWork, source_id: str) -> SourceInfo | None:
+    async with uow.read() as db:
+        row = (await db.execute(select(sources).where(sources.c.id == source_id))).first()
+    return None if row is None else _info(row)
+
+
+class SourceDirectory:
+    """Sources by id, cached for a few seconds: every collector request looks one up.
+
+    Only a cache: a source disabled through this process's API is dropped at once,
+    other workers see the change within ``ttl`` seconds.
+    """
+
+    def __init__(self, uow: UnitOfWork, ttl: float) -> None:
+        self._uow = uow
+        self._ttl = ttl
+        self._cache: dict[str, tuple[float, SourceInfo | None]] = {}
+
+    async def get(self, source_id: str) -> SourceInfo | None:
+        now = time.monotonic()
+        hit = self._cache.get(source_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        info = await get_source(self._uow, source_id)
+        if self._ttl > 0:
+            if len(self._cache) > 10_000:
+                self._cache.clear()  # unknown ids sent by a flood must not grow it forever
+            self._cache[source_id] = (now + self._ttl, info)
+        return info
+
+    def invalidate(self, source_id: str) -> None:
+        self._cache.pop(source_id, None)
+
+    async def authenticate(
+        self, source_id: str | None, dialect: str, *, origin: str | None = None
+    ) -> SourceInfo:
+        """The enabled source of this dialect named by the request, or ``InvalidSource``."""
+        if not source_id or len(source_id) > 128:
+            raise InvalidSource()
+        info = await self.get(source_id)
+        if info is None or not info.enabled or info.dialect != dialect:
+            raise InvalidSource()
+        if not info.allows_origin(origin):
+            raise OriginNotAllowed()
+        return info

@@ -1,0 +1,132 @@
+"""The tables of ``design.md``: sources, profiles, identities, sessions, events, merges.
+
+Rows that belong to a person carry ``profile_id`` so that a distributed PostgreSQL
+(Citus) could shard them by it later. Ids are strings: server-made ids are UUID4 text,
+and client-sent keys (Tracardi session ids, event ids) are arbitrary short strings.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from trackway.db.base import Base, JsonColumn, UTCDateTime
+
+ID = String(36)
+KEY = String(128)
+
+
+class Source(Base):
+    """A site, app or backend allowed to send, in one dialect."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[str] = mapped_column(KEY, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    dialect: Mapped[str] = mapped_column(String(16))
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    secret: Mapped[str | None] = mapped_column(String(200))
+    signed_only: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    allowed_origins: Mapped[list[str]] = mapped_column(JsonColumn)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Profile(Base):
+    """One person. ``merged_into`` is set, irreversibly, when a merge folds it into another."""
+
+    __tablename__ = "profiles"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    traits: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
+    anonymous: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    visits: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    merged_into: Mapped[str | None] = mapped_column(ID, ForeignKey("profiles.id"), index=True)
+
+
+class Identity(Base):
+    """A key that names a person: ``(scope, kind, value)`` is unique and points at one profile.
+
+    ``scope`` is the source id for source-local kinds (``person``, ``guest``...) and the
+    empty string for global kinds (``email_sha256``), so one unique key covers both.
+    """
+
+    __tablename__ = "identities"
+
+    scope: Mapped[str] = mapped_column(KEY, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(ID, ForeignKey("profiles.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Session(Base):
+    """One visit. ``id`` is derived from ``(source_id, client_key)`` (UUID5), so it is stable."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (UniqueConstraint("source_id", "client_key"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    source_id: Mapped[str] = mapped_column(KEY, ForeignKey("sources.id"))
+    client_key: Mapped[str] = mapped_column(KEY)
+    profile_id: Mapped[str] = mapped_column(ID, ForeignKey("profiles.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_event_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    event_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    context: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
+
+
+class Event(Base):
+    """One thing that happened. ``dedup_key`` (a client event id, an order id) is unique per source."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("source_id", "dedup_key"),
+        Index("ix_events_profile_time", "profile_id", "time", "id"),
+        Index("ix_events_session_id", "session_id"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    source_id: Mapped[str] = mapped_column(KEY, ForeignKey("sources.id"))
+    profile_id: Mapped[str | None] = mapped_column(ID, ForeignKey("profiles.id"))
+    session_id: Mapped[str | None] = mapped_column(ID, ForeignKey("sessions.id"))
+    type: Mapped[str] = mapped_column(String(255))
+    time: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    properties: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
+    context: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
+    dedup_key: Mapped[str | None] = mapped_column(String(255))
+
+
+class ProfileMerge(Base):
+    """Audit of an irreversible merge: ``from_profile_id`` was folded into ``into_profile_id``."""
+
+    __tablename__ = "profile_merges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    from_profile_id: Mapped[str] = mapped_column(ID, ForeignKey("profiles.id"), index=True)
+    into_profile_id: Mapped[str] = mapped_column(ID, ForeignKey("profiles.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(64))
+    source_id: Mapped[str | None] = mapped_column(KEY, ForeignKey("sources.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+sources = Source.__table__
+profiles = Profile.__table__
+identities = Identity.__table__
+sessions = Session.__table__
+events = Event.__table__
+profile_merges = ProfileMerge.__table__

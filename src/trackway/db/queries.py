@@ -1,0 +1,144 @@
+"""Read-side queries for the API: profiles (following merges), their events, sessions."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from trackway import jsonutil
+from trackway.db.models import events, identities, profile_merges, profiles, sessions
+
+MAX_CHAIN = 32
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+async def canonical_profile_id(db: AsyncConnection, profile_id: str) -> str | None:
+    """The live profile a (possibly merged) id stands for today."""
+    current = profile_id
+    for _ in range(MAX_CHAIN):
+        row = (await db.execute(select(profiles.c.merged_into).where(profiles.c.id == current))).first()
+        if row is None:
+            return None
+        if row[0] is None:
+            return current
+        current = row[0]
+    return None
+
+
+async def profile_view(db: AsyncConnection, profile_id: str) -> dict[str, Any] | None:
+    """The canonical profile; a merged id answers with its survivor and ``requested_id``."""
+    live = await canonical_profile_id(db, profile_id)
+    if live is None:
+        return None
+    row = (await db.execute(select(profiles).where(profiles.c.id == live))).one()
+    idents = (
+        await db.execute(
+            select(identities.c.kind, identities.c.value, identities.c.scope)
+            .where(identities.c.profile_id == live)
+            .order_by(identities.c.created_at, identities.c.kind)
+        )
+    ).all()
+    merged_from = (
+        await db.execute(
+            select(profile_merges.c.from_profile_id)
+            .where(profile_merges.c.into_profile_id == live)
+            .order_by(profile_merges.c.at)
+        )
+    ).scalars()
+    view: dict[str, Any] = {
+        "id": row.id,
+        "traits": row.traits,
+        "anonymous": row.anonymous,
+        "visits": row.visits,
+        "identities": [{"kind": i.kind, "value": i.value, "scope": i.scope or None} for i in idents],
+        "merged_from": list(merged_from),
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+        "last_seen_at": _iso(row.last_seen_at),
+    }
+    if live != profile_id:
+        view["requested_id"] = profile_id
+    return view
+
+
+async def find_profiles(
+    db: AsyncConnection, *, kind: str, value: str, scope: str | None
+) -> list[dict[str, Any]]:
+    stmt = select(identities.c.profile_id).where(identities.c.kind == kind, identities.c.value == value)
+    if scope is not None:
+        stmt = stmt.where(identities.c.scope == scope)
+    found: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for profile_id in (await db.execute(stmt)).scalars():
+        view = await profile_view(db, profile_id)
+        if view is not None and view["id"] not in seen:
+            seen.add(view["id"])
+            view.pop("requested_id", None)
+            found.append(view)
+    return found
+
+
+def encode_cursor(time: datetime, event_id: str) -> str:
+    raw = jsonutil.dumps([time.isoformat(), event_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Raises ``ValueError`` for a cursor this server did not hand out."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        time_text, event_id = jsonutil.loads(raw)
+        return datetime.fromisoformat(time_text), str(event_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise ValueError("invalid cursor") from exc
+
+
+def event_view(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "type": row.type,
+        "time": _iso(row.time),
+        "received_at": _iso(row.received_at),
+        "properties": row.properties,
+        "context": row.context,
+        "session_id": row.session_id,
+        "source_id": row.source_id,
+    }
+
+
+async def profile_events(
+    db: AsyncConnection, profile_id: str, *, limit: int, after: tuple[datetime, str] | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the profile's events in time order, and the cursor of the next page."""
+    stmt = select(events).where(events.c.profile_id == profile_id)
+    if after is not None:
+        time, event_id = after
+        stmt = stmt.where(or_(events.c.time > time, and_(events.c.time == time, events.c.id > event_id)))
+    rows = (await db.execute(stmt.order_by(events.c.time, events.c.id).limit(limit + 1))).all()
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1].time, page[-1].id) if len(rows) > limit else None
+    return [event_view(row) for row in page], next_cursor
+
+
+async def session_view(db: AsyncConnection, session_id: str) -> dict[str, Any] | None:
+    row = (await db.execute(select(sessions).where(sessions.c.id == session_id))).first()
+    if row is None:
+        return None
+    return {
+        "id": row.id,
+        "source_id": row.source_id,
+        "client_key": row.client_key,
+        "profile_id": await canonical_profile_id(db, row.profile_id) or row.profile_id,
+        "started_at": _iso(row.started_at),
+        "last_event_at": _iso(row.last_event_at),
+        "event_count": row.event_count,
+        "context": row.context,
+    }

@@ -1,0 +1,23 @@
+"""Small SQL helpers that differ between SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, case
+from sqlalchemy.dialects import postgresql, sqlite
+
+
+def insert_ignore(dialect: str, table: Table, conflict_columns: list[str]) -> Any:
+    """``INSERT ... ON CONFLICT (cols) DO NOTHING`` on both databases.
+
+    Races are settled by unique keys: the insert that loses simply inserts nothing, and
+    the caller re-reads the winner.
+    """
+    ins = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return ins.on_conflict_do_nothing(index_elements=conflict_columns)
+
+
+def greatest(column: Any, value: Any) -> ColumnElement[Any]:
+    """The later of a column and a value, portably (PostgreSQL GREATEST, SQLite MAX)."""
+    return case((column < value, value), else_=column)

@@ -1,0 +1,101 @@
+"""What every dialect needs from the HTTP request: a bounded body, JSON, the client's metadata."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from trackway.core.batch import RequestMeta
+from trackway.errors import PayloadTooLarge, ValidationFailed
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with a 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body is over the {limit} byte limit.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"Request body is over the {limit} byte limit.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_model(model: type[M], body: bytes) -> M:
+    """Validate a JSON body into ``model``; every error becomes a 422 naming its field.
+
+    The content type is not checked: ``navigator.sendBeacon`` posts JSON as ``text/plain``.
+    """
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise ValidationFailed(pydantic_errors(exc, prefix=("body",))) from None
+
+
+def pydantic_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+    errors = []
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = [*prefix, *error["loc"]]
+        msg = error["msg"]
+        if error["type"] == "model_type" and len(loc) == len(prefix):
+            msg = "The body must be a JSON object."
+        errors.append({"loc": loc, "msg": msg, "type": error["type"]})
+    return errors
+
+
+def mask_ip(ip: str) -> str:
+    """IPv4 to its /24, IPv6 to its /48: enough for geography, not enough to name a household."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+
+
+def request_meta(request: Request, *, masked: bool) -> RequestMeta:
+    ip = request.client.host if request.client else None
+    if ip and masked:
+        ip = mask_ip(ip)
+    headers = request.headers
+    return RequestMeta(
+        received_at=datetime.now(UTC),
+        user_agent=headers.get("user-agent"),
+        ip=ip,
+        referer=headers.get("referer"),
+        origin=headers.get("origin"),
+    )
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Naive times from clients are taken as UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, merging nested objects instead of replacing them."""
+    if not base:
+        return over
+    if not over:
+        return base
+    merged = dict(base)
+    for key, value in over.items():
+        current = merged.get(key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            merged[key] = deep_merge(current, value)
+        else:
+            merged[key] = value
+    return merged

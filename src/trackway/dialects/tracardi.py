@@ -1,0 +1,184 @@
+"""Tracardi: ``POST /track`` with the tracker payload (seed 001), as the Tracardi JS snippet sends it.
+
+Profile and session rules are seed 001's "Understanding Customer Identification":
+no profile id creates one; an unknown profile id gets a new one (unless its session
+already names a profile: lost-profile recovery); a known profile with a new session id
+is a new visit. The response always names the profile id the client must keep.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from trackway.core.batch import EventIn, IngestBatch, SourceRef
+from trackway.core.ingest import ingest
+from trackway.dialects._common import (
+    as_utc,
+    deep_merge,
+    parse_model,
+    read_body,
+    request_meta,
+)
+from trackway.errors import PayloadTooLarge
+from trackway.responses import json_response
+from trackway.services import Services
+
+DIALECT = "tracardi"
+
+Key = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class _Ref(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class SourceRefIn(_Ref):
+    id: Key
+
+
+class OptionalRefIn(_Ref):
+    id: Key | None = None
+
+
+class TrackerEvent(BaseModel):
+    """One event of the tracker payload. ``id`` (sent by Trackway's tracker) deduplicates retries."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: Key | None = None
+    type: Annotated[str, Field(min_length=1, max_length=255)]
+    properties: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    time: datetime | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
+class TrackerPayload(BaseModel):
+    """Seed 001's tracker payload; extra keys are tolerated, both full and minimal forms pass."""
+
+    model_config = ConfigDict(extra="allow")
+
+    source: SourceRefIn
+    session: OptionalRefIn | None = None
+    profile: OptionalRefIn | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    properties: dict[str, Any] = Field(default_factory=dict)
+    events: list[TrackerEvent]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def utm_of(context: dict[str, Any]) -> dict[str, str]:
+    """UTM parameters: sent by the tracker as ``context.utm``, else read off the page URL."""
+    utm = context.get("utm")
+    if isinstance(utm, dict) and utm:
+        return {str(k): str(v) for k, v in utm.items()}
+    page = context.get("page")
+    url = page.get("url") if isinstance(page, dict) else None
+    if not isinstance(url, str):
+        return {}
+    return {k: v for k, v in parse_qsl(urlsplit(url).query) if k.startswith("utm_")}
+
+
+def session_context(context: dict[str, Any]) -> dict[str, Any]:
+    """What a visit keeps from its first payload: landing page, page referrer, UTM."""
+    page = context.get("page") if isinstance(context.get("page"), dict) else {}
+    captured: dict[str, Any] = {}
+    if page.get("url"):
+        captured["landing_page"] = page["url"]
+    if page.get("referrer"):
+        captured["page_referrer"] = page["referrer"]
+    utm = utm_of(context)
+    if utm:
+        captured["utm"] = utm
+    return captured
+
+
+def to_batch(
+    payload: TrackerPayload, source: SourceRef, request: Request, mask_ip: bool
+) -> tuple[IngestBatch, int]:
+    """The payload as an ``IngestBatch``, and how many events ``saveEvent: false`` left out."""
+    events: list[EventIn] = []
+    skipped = 0
+    tracker_extra = {
+        key: value
+        for key, value in (("properties", payload.properties), ("options", payload.options))
+        if value
+    }
+    for event in payload.events:
+        if event.options.get("saveEvent") is False:
+            skipped += 1
+            continue
+        context = deep_merge(payload.context, event.context)
+        if event.options:
+            context = {**context, "options": event.options}
+        if event.tags:
+            context = {**context, "tags": event.tags}
+        if tracker_extra:
+            context = {**context, "tracker": tracker_extra}
+        events.append(
+            EventIn(
+                type=event.type,
+                properties=event.properties,
+                context=context,
+                time=as_utc(event.time),
+                dedup_key=event.id,
+            )
+        )
+    # The session belongs to the payload, the option to each event: skip it only if all agree.
+    save_session = not payload.events or not all(
+        e.options.get("saveSession") is False for e in payload.events
+    )
+    batch = IngestBatch(
+        source=source,
+        meta=request_meta(request, masked=mask_ip),
+        events=events,
+        profile_hint=payload.profile.id if payload.profile else None,
+        session_key=payload.session.id if payload.session else None,
+        session_context=session_context(payload.context),
+        save_session=save_session,
+    )
+    return batch, skipped
+
+
+router = APIRouter(tags=["tracardi"])
+
+
+async def track(request: Request, services: Services) -> Response:
+    """Tracardi tracker payload: JSON, also as ``text/plain`` from ``navigator.sendBeacon``."""
+    settings = services.settings
+    body = await read_body(request, settings.max_body_bytes)
+    payload = parse_model(TrackerPayload, body)
+    if len(payload.events) > settings.max_batch_events:
+        raise PayloadTooLarge(
+            f"{len(payload.events)} events is over the {settings.max_batch_events} event limit."
+        )
+    info = await services.sources.authenticate(
+        payload.source.id, DIALECT, origin=request.headers.get("origin")
+    )
+    batch, skipped = to_batch(payload, SourceRef(info.id, DIALECT), request, settings.mask_ip)
+    result = await ingest(batch, services.uow)
+    body_out: dict[str, Any] = {
+        "profile": {"id": result.profile_id},
+        "session": {"id": result.session_id} if result.session_id else None,
+        "events": result.stored_event_ids,
+        "duplicates": result.duplicate_event_ids,
+    }
+    if payload.options.get("debugger") or any(e.options.get("debugger") for e in payload.events):
+        body_out["debug"] = {
+            "resolved_by": result.resolved_by,
+            "profile_created": result.profile_created,
+            "session_created": result.session_created,
+            "merged": result.merged,
+            "skipped_events": skipped,
+        }
+    return json_response(body_out)
+
+
+router.add_api_route("/track", track, methods=["POST"], summary="Tracardi tracker payload")

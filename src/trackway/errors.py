@@ -1,0 +1,104 @@
+"""The one error family. The core and the dialects raise these; ``api/errors.py`` maps them to HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TrackwayError(Exception):
+    """Base of every error Trackway reports to a client."""
+
+    status_code = 500
+    detail: Any = "Internal error."
+
+    def __init__(self, detail: Any = None) -> None:
+        if detail is not None:
+            self.detail = detail
+        super().__init__(str(self.detail))
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.detail}
+
+    def headers(self) -> dict[str, str] | None:
+        return None
+
+
+class InvalidSource(TrackwayError):
+    """The source named by the request is unknown, disabled, or of another dialect."""
+
+    status_code = 401
+    detail = "Access denied. Invalid source."
+
+
+class Unauthorized(TrackwayError):
+    """The admin API was called without the right bearer token."""
+
+    status_code = 401
+    detail = "Missing or invalid bearer token."
+
+    def headers(self) -> dict[str, str] | None:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class BadSignature(TrackwayError):
+    """A signed identity is missing where required, or its signature does not verify."""
+
+    status_code = 403
+    detail = "Invalid or missing signature."
+
+
+class OriginNotAllowed(TrackwayError):
+    """The request's Origin is not among the origins its source allows."""
+
+    status_code = 403
+    detail = "Origin not allowed for this source."
+
+
+class NotFound(TrackwayError):
+    """A read API id that names nothing."""
+
+    status_code = 404
+    detail = "Not found."
+
+
+class Conflict(TrackwayError):
+    """A create that collides with an existing row (a source id already taken)."""
+
+    status_code = 409
+    detail = "Already exists."
+
+
+class PayloadTooLarge(TrackwayError):
+    """A body over ``max_body_bytes`` or a batch over ``max_batch_events``."""
+
+    status_code = 413
+    detail = "Payload too large."
+
+
+class ValidationFailed(TrackwayError):
+    """Input that parsed but is wrong; ``detail`` is a list of ``{loc, msg, type}`` like pydantic's."""
+
+    status_code = 422
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors)
+
+    @classmethod
+    def field(
+        cls, loc: tuple[str | int, ...] | list[str | int], msg: str, type_: str = "value_error"
+    ) -> ValidationFailed:
+        return cls([{"loc": list(loc), "msg": msg, "type": type_}])
+
+
+class StorageUnavailable(TrackwayError):
+    """The database cannot be reached or keeps failing; nothing was acknowledged."""
+
+    status_code = 503
+    detail = "Storage unavailable, retry later."
+
+    def __init__(self, detail: Any = None, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}

@@ -1,0 +1,29 @@
+"""The long-lived parts a request needs, built once in the app's lifespan and handed to routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from trackway.core.sources import SourceDirectory
+from trackway.db.uow import SqlUnitOfWork
+from trackway.settings import Settings
+
+
+@dataclass(slots=True)
+class AppServices:
+    settings: Settings
+    engine: AsyncEngine
+    uow: SqlUnitOfWork
+    sources: SourceDirectory
+
+
+def _services(request: Request) -> AppServices:
+    services: AppServices = request.app.state.services
+    return services
+
+
+Services = Annotated[AppServices, Depends(_services)]

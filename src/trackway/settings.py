@@ -1,0 +1,47 @@
+"""Configuration, read from ``TRACKWAY_*`` environment variables; the only reader of the environment."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./trackway.db"
+
+
+class Settings(BaseSettings):
+    """Every knob an operator can turn. Documented, with its default, in the README."""
+
+    model_config = SettingsConfigDict(env_prefix="TRACKWAY_", extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
+    )
+    admin_token: str | None = Field(
+        None, description="Bearer token of the admin and read API; unset, that API answers 401."
+    )
+    host: str = Field("127.0.0.1", description="Address `trackway serve` listens on.")
+    port: int = Field(8686, ge=1, le=65535, description="Port `trackway serve` listens on.")
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body accepted; larger is a 413."
+    )
+    max_batch_events: int = Field(500, ge=1, description="Most events one request may carry; more is a 413.")
+    mask_ip: bool = Field(False, description="Store client IPs masked (IPv4 /24, IPv6 /48) instead of whole.")
+    session_timeout: int = Field(
+        1800,
+        ge=60,
+        description="Seconds of silence after which a server-derived visit ends.",
+    )
+    source_cache_seconds: float = Field(
+        5.0, ge=0, description="How long a looked-up source is cached in-process (0: never)."
+    )
+    db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size per worker.")
+    sqlite_busy_timeout_ms: int = Field(
+        10_000, ge=0, description="How long an SQLite writer waits for the lock before failing."
+    )
+    demo: bool = Field(False, description="Serve the demo page at /demo.")
+    log_level: str = Field("info", description="uvicorn log level.")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
