@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import random
+import time
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.core.batch import EventIn, TraitsPatch
 from trackway.db.models import events as events_table
 from trackway.db.sql import insert_ignore
 
-_EVENT_NS = uuid.UUID("0b7f3c3e-0c55-4a39-9a0e-7c1d1d0e6f42")
+_last_stamp = 0
 
 
-def event_id_for(source_id: str, dedup_key: str) -> str:
-    """A deduplicated event's id is derived from its key, so a retry learns the stored id."""
-    return str(uuid.uuid5(_EVENT_NS, f"{source_id}\x00{dedup_key}"))
+def uuid7() -> str:
+    """A time-ordered UUID (RFC 9562 version 7), monotonic within this process.
+
+    Events of one batch share their receive time; ordering by ``(time, id)`` then keeps
+    the order they were sent in, and new ids land at the right edge of the index.
+    """
+    global _last_stamp
+    nanos = time.time_ns()
+    stamp = (nanos // 1_000_000) << 12 | (nanos % 1_000_000) * 4096 // 1_000_000
+    if stamp <= _last_stamp:
+        stamp = _last_stamp + 1
+    _last_stamp = stamp
+    value = (stamp >> 12) << 80 | 0x7 << 76 | (stamp & 0xFFF) << 64 | 0b10 << 62 | random.getrandbits(62)
+    return str(uuid.UUID(int=value))
 
 
 async def store(
@@ -33,22 +46,19 @@ async def store(
 ) -> tuple[list[str], list[str]]:
     """Insert the events in one statement; return ``(stored ids, duplicate ids)`` in batch order.
 
-    A key repeated inside the batch is a duplicate too: only its first event is kept.
+    A duplicate's id is the id of the event stored earlier under the same key; a key
+    repeated inside the batch is a duplicate too, only its first event is kept.
     """
     rows: list[dict[str, Any]] = []
-    order: list[str] = []
-    seen: set[str] = set()
-    duplicates: list[str] = []
+    first_by_key: dict[str, str] = {}
+    repeated: list[str] = []
     for event in batch_events:
+        if event.dedup_key is not None and event.dedup_key in first_by_key:
+            repeated.append(event.dedup_key)
+            continue
+        event_id = uuid7()
         if event.dedup_key is not None:
-            event_id = event_id_for(source_id, event.dedup_key)
-            if event_id in seen:
-                duplicates.append(event_id)
-                continue
-            seen.add(event_id)
-        else:
-            event_id = str(uuid.uuid4())
-        order.append(event_id)
+            first_by_key[event.dedup_key] = event_id
         rows.append(
             {
                 "id": event_id,
@@ -64,14 +74,27 @@ async def store(
             }
         )
     if not rows:
-        return [], duplicates
-    if not seen:
+        return [], []
+    if not first_by_key:
         await db.execute(insert(events_table), rows)
-        return order, duplicates
+        return [row["id"] for row in rows], []
     stmt = insert_ignore(dialect, events_table, ["source_id", "dedup_key"]).values(rows)
     inserted = set((await db.execute(stmt.returning(events_table.c.id))).scalars())
-    stored = [event_id for event_id in order if event_id in inserted]
-    duplicates.extend(event_id for event_id in order if event_id not in inserted)
+    stored = [row["id"] for row in rows if row["id"] in inserted]
+    if len(inserted) == len(rows) and not repeated:
+        return stored, []
+    # Keys that were stored before (or earlier in this batch) answer with the stored event's id.
+    existing = {key: first_by_key[key] for key in first_by_key if first_by_key[key] in inserted}
+    missing = [row["dedup_key"] for row in rows if row["id"] not in inserted]
+    if missing:
+        found = await db.execute(
+            select(events_table.c.dedup_key, events_table.c.id).where(
+                events_table.c.source_id == source_id, events_table.c.dedup_key.in_(missing)
+            )
+        )
+        existing.update({row.dedup_key: row.id for row in found})
+    duplicates = [existing[row["dedup_key"]] for row in rows if row["id"] not in inserted]
+    duplicates.extend(existing[key] for key in repeated)
     return stored, duplicates
 
 

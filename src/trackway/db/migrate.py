@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from alembic import command
@@ -27,8 +29,19 @@ def alembic_config(database_url: str, connection: Connection | None = None) -> C
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    """Upgrade the database to ``revision``; call it where no event loop is running."""
-    command.upgrade(alembic_config(database_url), revision)
+    """Upgrade the database to ``revision``.
+
+    Alembic's env runs its own event loop; called from inside a running loop, the
+    upgrade runs in a worker thread instead (and this call blocks until it is done).
+    """
+    config = alembic_config(database_url)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        command.upgrade(config, revision)
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(command.upgrade, config, revision).result()
 
 
 def upgrade_on(connection: Connection, revision: str = "head") -> None:

@@ -1,0 +1,163 @@
+"""Shared fixtures: every database test runs on a real SQLite file and on a real PostgreSQL.
+
+PostgreSQL comes from ``TRACKWAY_TEST_DATABASE_URL`` (default: the local server's ``test``
+database). When it cannot be reached its half of the suite is skipped with a loud reason,
+except under ``CI=true``, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import warnings
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from trackway.app import create_app
+from trackway.core import sources as source_service
+from trackway.core.sources import SourceInfo
+from trackway.db import models
+from trackway.db.migrate import upgrade
+from trackway.db.uow import SqlUnitOfWork
+from trackway.settings import Settings
+
+PG_URL = os.environ.get("TRACKWAY_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+TABLES = ("events", "sessions", "identities", "profile_merges", "profiles", "sources")
+
+
+def asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def _pg_reachable(url: str) -> str | None:
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(url), timeout=5)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    await conn.close()
+    return None
+
+
+async def _pg_reset_schema(url: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await conn.close()
+
+
+def run_sync(coro: Any) -> Any:
+    """Run a coroutine to completion from sync code, even inside a running event loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The migrated PostgreSQL test database, or a skip (a failure under CI=true)."""
+    problem = run_sync(_pg_reachable(PG_URL))
+    if problem is not None:
+        message = f"PostgreSQL at {PG_URL} is unreachable ({problem}): PostgreSQL tests NOT RUN"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        warnings.warn(message, stacklevel=1)
+        pytest.skip(message)
+    run_sync(_pg_reset_schema(PG_URL))
+    upgrade(PG_URL)
+    return PG_URL
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file, copied for each test: migrating per test would be slow."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A clean, migrated database of each kind."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "trackway.db"
+        shutil.copy(template, path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    url: str = request.getfixturevalue("pg_url")
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await conn.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+    finally:
+        await conn.close()
+    yield url
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Tests override single settings by redefining this fixture."""
+    return {}
+
+
+@pytest.fixture
+def settings(database_url: str, settings_overrides: dict[str, Any]) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "admin_token": ADMIN_TOKEN,
+        "source_cache_seconds": 0,
+        "db_pool_size": 20,
+    }
+    values.update(settings_overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def uow(app: FastAPI) -> SqlUnitOfWork:
+    services = app.state.services
+    return services.uow  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def tracardi_source(uow: SqlUnitOfWork) -> SourceInfo:
+    return await source_service.create_source(
+        uow, name="web", dialect="tracardi", source_id="3ee63fc6-490a-4fd8-bfb3-bf0c8c8d3387"
+    )
+
+
+async def count(uow: SqlUnitOfWork, table_name: str, **where: Any) -> int:
+    """Rows of a table, optionally filtered by column equality."""
+    table = models.Base.metadata.tables[table_name]
+    stmt = select(func.count()).select_from(table)
+    for column, value in where.items():
+        stmt = stmt.where(table.c[column] == value)
+    async with uow.read() as db:
+        return int((await db.execute(stmt)).scalar_one())
+
+
+async def counts(uow: SqlUnitOfWork) -> dict[str, int]:
+    return {name: await count(uow, name) for name in TABLES}
