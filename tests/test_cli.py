@@ -1,0 +1,57 @@
+"""The ``trackway`` command: migrate, and sources create/list/update print JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trackway.cli import build_parser, main
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "cli.db"
+    monkeypatch.setenv("TRACKWAY_DATABASE_URL", f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+def test_sources_create_list_update(sqlite_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["migrate"]) == 0
+    assert sqlite_env.exists()
+    capsys.readouterr()
+
+    assert main(["sources", "create", "--dialect", "tracardi", "--name", "web"]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert created["dialect"] == "tracardi"
+    assert created["name"] == "web"
+    assert created["enabled"] is True
+
+    assert main(["sources", "create", "--dialect", "tracify", "--name", "srv", "--id", "srv-1"]) == 0
+    tracify = json.loads(capsys.readouterr().out)
+    assert tracify["id"] == "srv-1"
+    assert tracify["secret"]  # generated and shown once created
+
+    assert main(["sources", "list"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [s["id"] for s in listed] == [created["id"], "srv-1"]
+
+    assert main(["sources", "update", "srv-1", "--disable", "--signed-only"]) == 0
+    updated = json.loads(capsys.readouterr().out)
+    assert updated["enabled"] is False
+    assert updated["signed_only"] is True
+
+
+def test_errors_are_reported_not_raised(sqlite_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sources", "create", "--dialect", "tracardi", "--name", "a", "--id", "dup"]) == 0
+    assert main(["sources", "create", "--dialect", "tracardi", "--name", "b", "--id", "dup"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["sources", "update", "missing", "--enable"]) == 2
+
+
+def test_serve_flags_parse() -> None:
+    args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "9000", "--workers", "2"])
+    assert (args.host, args.port, args.workers, args.no_migrate) == ("0.0.0.0", 9000, 2, False)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sources", "create", "--dialect", "segment", "--name", "x"])
