@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,28 @@ class EventIn:
 
 
 @dataclass(frozen=True, slots=True)
+class CartItem:
+    """A cart line. ``qnt`` and ``price`` are exact decimals; ``extra`` keeps name, url, image..."""
+
+    product_id: str
+    qnt: Decimal
+    price: Decimal | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CartChange:
+    """What a batch does to the profile's cart in its source.
+
+    ``replace`` sets the whole cart (empty items: cleared), ``add`` / ``remove`` change
+    quantities line by line, ``clear`` empties it (a purchase).
+    """
+
+    op: Literal["replace", "add", "remove", "clear"]
+    items: tuple[CartItem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class RequestMeta:
     """What the HTTP request itself tells about the client."""
 
@@ -104,12 +127,17 @@ class IngestBatch:
     session_context: dict[str, Any] = field(default_factory=dict)
     #: ``False`` keeps the events but records no session (Tracardi ``saveSession: false``).
     save_session: bool = True
+    #: For dialects without client sessions: events with this key form one visit until
+    #: ``visit_timeout`` seconds of silence (a person id, a Tracify type-2 visit hash).
+    visit_key: str | None = None
+    visit_timeout: int = 1800
     traits: TraitsPatch = field(default_factory=TraitsPatch)
     #: Identities to detach from the profile (an email set to null).
     unlink: list[IdentityRef] = field(default_factory=list)
     #: True: the request names an identified person; None: says nothing about it.
     identified: bool | None = None
     merges: list[MergeRequest] = field(default_factory=list)
+    cart: CartChange | None = None
 
 
 @dataclass(slots=True)

@@ -124,6 +124,11 @@ async def unlink(db: AsyncConnection, ref: IdentityRef, profile_id: str) -> None
     )
 
 
+async def is_anonymous(db: AsyncConnection, profile_id: str) -> bool:
+    flag = (await db.execute(select(profiles.c.anonymous).where(profiles.c.id == profile_id))).scalar_one()
+    return bool(flag)
+
+
 async def oldest(db: AsyncConnection, profile_ids: list[str]) -> str:
     """The profile that survives an identity-driven merge: the oldest, then the smallest id."""
     row = (

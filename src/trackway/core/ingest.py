@@ -6,13 +6,14 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from trackway.core import carts, identity
 from trackway.core import events as event_store
-from trackway.core import identity
 from trackway.core import sessions as session_store
 from trackway.core.batch import IdentityRef, IngestBatch, IngestResult
 from trackway.core.merge import merge_profiles
@@ -27,7 +28,13 @@ MAX_ATTEMPTS = 4
 
 
 async def ingest(batch: IngestBatch, uow: UnitOfWork) -> IngestResult:
-    """Resolve the person and the visit, store the events, commit; only then return.
+    """Resolve the person and the visit, store the events, commit; only then return."""
+    (result,) = await ingest_many([batch], uow)
+    return result
+
+
+async def ingest_many(batches: list[IngestBatch], uow: UnitOfWork) -> list[IngestResult]:
+    """Ingest several batches in one transaction: all are stored, or none (Tracify's batches).
 
     A conflict with a concurrent transaction (deadlock, serialization failure, SQLite
     busy) is retried here with jittered backoff, never by a dialect. A database that
@@ -36,7 +43,7 @@ async def ingest(batch: IngestBatch, uow: UnitOfWork) -> IngestResult:
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             async with uow.transaction() as db:
-                return await _Run(db, uow.dialect, batch).run()
+                return [await _Run(db, uow.dialect, batch).run() for batch in batches]
         except Exception as exc:
             if is_unavailable(exc):
                 raise StorageUnavailable() from exc
@@ -86,6 +93,19 @@ class _Run:
                 context=self._session_context(),
             )
 
+        visit_at = self._visit_time()
+        if batch.visit_key is not None and batch.save_session and self.session_id is None:
+            self.session_id, self.session_created = await session_store.continue_or_open_visit(
+                self.db,
+                self.dialect,
+                source_id=batch.source.id,
+                visit_key=batch.visit_key,
+                profile_id=profile_id,
+                at=visit_at,
+                timeout_seconds=batch.visit_timeout,
+                context=self._session_context(),
+            )
+
         if self.session_id is None and batch.events:
             request = batch.meta.as_context()
             for event in batch.events:  # no visit to hold the request's metadata: the event does
@@ -100,7 +120,16 @@ class _Run:
             received_at=now,
         )
         if self.session_id is not None and (stored or not self.session_created):
-            await session_store.touch(self.db, self.session_id, now=now, events=len(stored))
+            await session_store.touch(self.db, self.session_id, now=visit_at, events=len(stored))
+        if batch.cart is not None:
+            await carts.change(
+                self.db,
+                self.dialect,
+                profile_id=profile_id,
+                source_id=batch.source.id,
+                cart_change=batch.cart,
+                now=now,
+            )
         await self._update_profile(row)
         return IngestResult(
             profile_id=profile_id,
@@ -112,6 +141,14 @@ class _Run:
             resolved_by=resolved_by,
             merged=self.merged,
         )
+
+    def _visit_time(self) -> datetime:
+        """When this batch happened: its first event's time for derived visits, else receipt."""
+        if self.batch.visit_key is not None:
+            for event in self.batch.events:
+                if event.time is not None:
+                    return event.time
+        return self.batch.meta.received_at
 
     def _session_context(self) -> dict[str, Any]:
         """Captured once, when the visit starts: the dialect's part, the request, the device."""
@@ -130,19 +167,28 @@ class _Run:
             if live is not None:
                 return live, "hint", False
         found = await identity.lookup(self.db, batch.identities)
-        self.linked = {ref for ref in found}
+        self.linked = set(found)
         strong = list(dict.fromkeys(pid for ref, pid in found.items() if ref.strong))
-        if len(strong) > 1:
+        weak = list(dict.fromkeys(pid for ref, pid in found.items() if not ref.strong))
+        if strong:
             survivor = await identity.oldest(self.db, strong)
             for other in strong:
                 if other != survivor:
                     survivor = await self._merge(other, survivor, "shared-identity")
-            self.linked = set(found)
+            # A weak key (a visit hash) found an anonymous profile: the visit before the
+            # person was known. Now that a strong key names them, it joins their profile.
+            for other in weak:
+                if other != survivor and await identity.is_anonymous(self.db, other):
+                    survivor = await self._merge(other, survivor, "identified-visit")
             return survivor, "identity", False
-        if strong:
-            return strong[0], "identity", False
-        if found:
-            return next(iter(found.values())), "identity", False
+        if weak:
+            # A weak key may name someone else who shares it (one IP and browser); it only
+            # finds the profile if that profile is anonymous or the batch names nobody stronger.
+            candidate = weak[0]
+            has_strong = any(ref.strong for ref in batch.identities)
+            if not has_strong or await identity.is_anonymous(self.db, candidate):
+                return candidate, "identity", False
+            self.linked -= {ref for ref in found if not ref.strong}
         if batch.session_key is not None:
             owner = await session_store.owner_of(self.db, batch.source.id, batch.session_key)
             if owner is not None:
@@ -157,7 +203,8 @@ class _Run:
         now = batch.meta.received_at
         profile_id = await identity.create_profile(self.db, now, anonymous=not bool(batch.identified))
         if batch.identities:
-            ref = batch.identities[0]
+            # Claim the strongest key: a weak one may already belong to someone else.
+            ref = next((r for r in batch.identities if r.strong), batch.identities[0])
             owner = await identity.link(self.db, self.dialect, ref, profile_id, now)
             if owner != profile_id:
                 await identity.delete_unused_profile(self.db, profile_id)

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from trackway.core import carts
 from trackway.core.identity import live_profile_id
 from trackway.db.models import events, identities, profile_merges, profiles, sessions
 
@@ -78,4 +79,5 @@ async def _move(db: AsyncConnection, src: str, dst: str) -> None:
     """Re-point everything of ``src`` at ``dst``, and shorten merge chains that ended at ``src``."""
     for table in (identities, sessions, events):
         await db.execute(update(table).where(table.c.profile_id == src).values(profile_id=dst))
+    await carts.merge(db, src=src, dst=dst)
     await db.execute(update(profiles).where(profiles.c.merged_into == src).values(merged_into=dst))

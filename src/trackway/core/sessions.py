@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -56,6 +56,7 @@ async def claim(
     profile_id: str,
     now: datetime,
     context: dict[str, Any],
+    visit_key: str | None = None,
 ) -> tuple[str, bool, str]:
     """Open the session unless it exists. Returns ``(session id, created, owner profile id)``.
 
@@ -72,11 +73,55 @@ async def claim(
         last_event_at=now,
         event_count=0,
         context=context,
+        visit_key=visit_key,
     )
     if (await db.execute(stmt.returning(sessions.c.id))).first() is not None:
         return session_id, True, profile_id
     owner = (await db.execute(select(sessions.c.profile_id).where(sessions.c.id == session_id))).scalar_one()
     return session_id, False, owner
+
+
+async def continue_or_open_visit(
+    db: AsyncConnection,
+    dialect: str,
+    *,
+    source_id: str,
+    visit_key: str,
+    profile_id: str,
+    at: datetime,
+    timeout_seconds: int,
+    context: dict[str, Any],
+) -> tuple[str, bool]:
+    """The profile's visit under ``visit_key``, or a new one after ``timeout_seconds`` of silence.
+
+    For dialects whose clients send no session id. The caller holds the profile's row
+    lock, so two batches of one person cannot both open a visit.
+    """
+    latest = (
+        await db.execute(
+            select(sessions.c.id, sessions.c.last_event_at)
+            .where(
+                sessions.c.source_id == source_id,
+                sessions.c.visit_key == visit_key,
+                sessions.c.profile_id == profile_id,
+            )
+            .order_by(sessions.c.last_event_at.desc())
+            .limit(1)
+        )
+    ).first()
+    if latest is not None and abs(at - latest.last_event_at) <= timedelta(seconds=timeout_seconds):
+        return latest.id, False
+    session_id, created, _owner = await claim(
+        db,
+        dialect,
+        source_id=source_id,
+        client_key=f"visit:{uuid.uuid4()}",
+        profile_id=profile_id,
+        now=at,
+        context=context,
+        visit_key=visit_key,
+    )
+    return session_id, created
 
 
 async def touch(db: AsyncConnection, session_id: str, *, now: datetime, events: int) -> None:

@@ -77,11 +77,17 @@ class Session(Base):
     """One visit. ``id`` is derived from ``(source_id, client_key)`` (UUID5), so it is stable."""
 
     __tablename__ = "sessions"
-    __table_args__ = (UniqueConstraint("source_id", "client_key"),)
+    __table_args__ = (
+        UniqueConstraint("source_id", "client_key"),
+        Index("ix_sessions_visit", "source_id", "visit_key", "last_event_at"),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     source_id: Mapped[str] = mapped_column(KEY, ForeignKey("sources.id"))
     client_key: Mapped[str] = mapped_column(KEY)
+    #: For visits the server derives (no client session id): the key whose events form
+    #: one visit until ``session_timeout`` of silence; ``None`` for client sessions.
+    visit_key: Mapped[str | None] = mapped_column(String(255))
     profile_id: Mapped[str] = mapped_column(ID, ForeignKey("profiles.id"), index=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_event_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -124,9 +130,28 @@ class ProfileMerge(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class Cart(Base):
+    """The current cart of a profile in a source; ``updated_at`` lets a later job find abandoned ones.
+
+    ``items`` is a list of ``{"product_id", "qnt", "price", ...}`` with prices as exact
+    decimal strings; ``total`` is their sum, also an exact decimal string.
+    """
+
+    __tablename__ = "carts"
+
+    profile_id: Mapped[str] = mapped_column(ID, ForeignKey("profiles.id"), primary_key=True)
+    source_id: Mapped[str] = mapped_column(KEY, ForeignKey("sources.id"), primary_key=True)
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JsonColumn)
+    total: Mapped[str] = mapped_column(String(40))
+    item_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 sources = Source.__table__
 profiles = Profile.__table__
 identities = Identity.__table__
 sessions = Session.__table__
 events = Event.__table__
 profile_merges = ProfileMerge.__table__
+carts = Cart.__table__

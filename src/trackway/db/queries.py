@@ -11,7 +11,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway import jsonutil
-from trackway.db.models import events, identities, profile_merges, profiles, sessions
+from trackway.db.models import carts, events, identities, profile_merges, profiles, sessions
 
 MAX_CHAIN = 32
 
@@ -60,6 +60,7 @@ async def profile_view(db: AsyncConnection, profile_id: str) -> dict[str, Any] |
         "visits": row.visits,
         "identities": [{"kind": i.kind, "value": i.value, "scope": i.scope or None} for i in idents],
         "merged_from": list(merged_from),
+        "carts": await carts_of(db, live),
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
         "last_seen_at": _iso(row.last_seen_at),
@@ -67,6 +68,23 @@ async def profile_view(db: AsyncConnection, profile_id: str) -> dict[str, Any] |
     if live != profile_id:
         view["requested_id"] = profile_id
     return view
+
+
+async def carts_of(db: AsyncConnection, profile_id: str) -> list[dict[str, Any]]:
+    """The profile's current carts, one per source."""
+    rows = (
+        await db.execute(select(carts).where(carts.c.profile_id == profile_id).order_by(carts.c.source_id))
+    ).all()
+    return [
+        {
+            "source_id": row.source_id,
+            "items": row._mapping["items"],
+            "total": row.total,
+            "item_count": row.item_count,
+            "updated_at": _iso(row.updated_at),
+        }
+        for row in rows
+    ]
 
 
 async def find_profiles(

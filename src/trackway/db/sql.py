@@ -21,3 +21,16 @@ def insert_ignore(dialect: str, table: Table, conflict_columns: list[str]) -> An
 def greatest(column: Any, value: Any) -> ColumnElement[Any]:
     """The later of a column and a value, portably (PostgreSQL GREATEST, SQLite MAX)."""
     return case((column < value, value), else_=column)
+
+
+def upsert(
+    dialect: str,
+    table: Table,
+    values: dict[str, Any],
+    *,
+    conflict_columns: list[str],
+    update_values: dict[str, Any],
+) -> Any:
+    """``INSERT ... ON CONFLICT (cols) DO UPDATE SET ...`` on both databases."""
+    ins = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return ins.values(values).on_conflict_do_update(index_elements=conflict_columns, set_=update_values)
