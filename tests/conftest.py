@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import uuid
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,10 @@ async def _pg_reachable(url: str) -> str | None:
     return None
 
 
-async def _pg_reset_schema(url: str) -> None:
+async def _pg_admin(url: str, sql: str) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        await conn.execute(sql)
     finally:
         await conn.close()
 
@@ -64,8 +65,13 @@ def run_sync(coro: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> str:
-    """The migrated PostgreSQL test database, or a skip (a failure under CI=true)."""
+def pg_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test run, dropped at the end.
+
+    It is created next to ``TRACKWAY_TEST_DATABASE_URL``'s database, so two runs on one
+    server (two developers, CI and a developer) never truncate each other's rows.
+    Unreachable: a loud skip, or a failure under ``CI=true``.
+    """
     problem = run_sync(_pg_reachable(PG_URL))
     if problem is not None:
         message = f"PostgreSQL at {PG_URL} is unreachable ({problem}): PostgreSQL tests NOT RUN"
@@ -73,9 +79,14 @@ def pg_url() -> str:
             pytest.fail(message)
         warnings.warn(message, stacklevel=1)
         pytest.skip(message)
-    run_sync(_pg_reset_schema(PG_URL))
-    upgrade(PG_URL)
-    return PG_URL
+    name = f"trackway_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    run_sync(_pg_admin(PG_URL, f'CREATE DATABASE "{name}"'))
+    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        run_sync(_pg_admin(PG_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
