@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.core import carts, identity
@@ -20,6 +20,7 @@ from trackway.core.merge import merge_profiles
 from trackway.core.uow import UnitOfWork
 from trackway.db.errors import is_retryable, is_unavailable
 from trackway.db.models import profiles
+from trackway.db.sql import greatest
 from trackway.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ class _Run:
     linked: set[IdentityRef] = field(default_factory=set)
     session_id: str | None = None
     session_created: bool = False
+    #: Events already added to the session's count, before knowing which were duplicates.
+    counted: int = 0
+    #: The resolved profile's row, locked by this transaction (see ``_lock_live``).
+    row: dict[str, Any] | None = None
 
     async def run(self) -> IngestResult:
         batch = self.batch
@@ -74,24 +79,20 @@ class _Run:
         for merge in batch.merges:
             await self._explicit_merge(merge.src, merge.dest, merge.reason)
         profile_id, resolved_by, created = await self._resolve()
-        row = await self._lock_live(profile_id)
+        row = self.row if self.row is not None and self.row["id"] == profile_id else None
+        row = row or await self._lock_live(profile_id)
+        if row is None:
+            raise LookupError(f"profile {profile_id} vanished")
         profile_id = row["id"]
         profile_id = await self._link_identities(profile_id)
         if profile_id != row["id"]:
             row = await self._lock_live(profile_id)
+            assert row is not None
         for ref in batch.unlink:
             await identity.unlink(self.db, ref, profile_id)
 
         if batch.session_key is not None and batch.save_session and self.session_id is None:
-            self.session_id, self.session_created, _owner = await session_store.claim(
-                self.db,
-                self.dialect,
-                source_id=batch.source.id,
-                client_key=batch.session_key,
-                profile_id=profile_id,
-                now=now,
-                context=self._session_context(),
-            )
+            await self._client_session(profile_id)
 
         visit_at = self._visit_time()
         if batch.visit_key is not None and batch.save_session and self.session_id is None:
@@ -103,7 +104,7 @@ class _Run:
                 profile_id=profile_id,
                 at=visit_at,
                 timeout_seconds=batch.visit_timeout,
-                context=self._session_context(),
+                context=self._session_context,
             )
 
         if self.session_id is None and batch.events:
@@ -119,8 +120,11 @@ class _Run:
             batch_events=batch.events,
             received_at=now,
         )
-        if self.session_id is not None and (stored or not self.session_created):
-            await session_store.touch(self.db, self.session_id, now=visit_at, events=len(stored))
+        if self.session_id is not None and (len(stored) != self.counted or self.counted == 0):
+            if not (self.session_created and not stored):
+                await session_store.touch(
+                    self.db, self.session_id, now=visit_at, events=len(stored) - self.counted
+                )
         if batch.cart is not None:
             await carts.change(
                 self.db,
@@ -141,6 +145,33 @@ class _Run:
             resolved_by=resolved_by,
             merged=self.merged,
         )
+
+    def _expected_events(self) -> int:
+        """Events this batch will store unless some are duplicates of earlier ones."""
+        keys = [e.dedup_key for e in self.batch.events if e.dedup_key is not None]
+        return len(self.batch.events) - (len(keys) - len(set(keys)))
+
+    async def _client_session(self, profile_id: str) -> None:
+        """Continue the client's session (one UPDATE for a returning visitor) or open it."""
+        batch = self.batch
+        now = batch.meta.received_at
+        expected = self._expected_events()
+        session_id = session_store.session_id_for(batch.source.id, batch.session_key or "")
+        if await session_store.touch(self.db, session_id, now=now, events=expected):
+            self.session_id, self.counted = session_id, expected
+            return
+        self.session_id, self.session_created, _owner = await session_store.claim(
+            self.db,
+            self.dialect,
+            source_id=batch.source.id,
+            client_key=batch.session_key or "",
+            profile_id=profile_id,
+            now=now,
+            context=self._session_context,
+            events=expected,
+        )
+        if self.session_created:
+            self.counted = expected
 
     def _visit_time(self) -> datetime:
         """When this batch happened: its first event's time for derived visits, else receipt."""
@@ -163,9 +194,9 @@ class _Run:
         """Hint, then identities, then the session, then a new profile (design.md, step 1)."""
         batch = self.batch
         if batch.profile_hint:
-            live = await identity.live_profile_id(self.db, batch.profile_hint)
-            if live is not None:
-                return live, "hint", False
+            self.row = await self._lock_live(batch.profile_hint)
+            if self.row is not None:
+                return self.row["id"], "hint", False
         found = await identity.lookup(self.db, batch.identities)
         self.linked = set(found)
         strong = list(dict.fromkeys(pid for ref, pid in found.items() if ref.strong))
@@ -212,6 +243,7 @@ class _Run:
                 return owner, "identity", False
             self.linked.add(ref)
         elif batch.session_key is not None and batch.save_session:
+            expected = self._expected_events()
             session_id, created, owner = await session_store.claim(
                 self.db,
                 self.dialect,
@@ -219,7 +251,8 @@ class _Run:
                 client_key=batch.session_key,
                 profile_id=profile_id,
                 now=now,
-                context=self._session_context(),
+                context=self._session_context,
+                events=expected,
             )
             self.session_id = session_id
             if not created:
@@ -227,6 +260,7 @@ class _Run:
                 live = await identity.live_profile_id(self.db, owner)
                 return live or owner, "session", False
             self.session_created = True
+            self.counted = expected
         return profile_id, "new", True
 
     async def _explicit_merge(self, src: IdentityRef, dest: IdentityRef, reason: str) -> None:
@@ -260,25 +294,30 @@ class _Run:
             self.merged.append(from_id)
         return survivor
 
-    async def _lock_live(self, profile_id: str) -> dict[str, Any]:
-        """Lock the profile row for this batch and make sure it is still live.
+    async def _lock_live(self, profile_id: str) -> dict[str, Any] | None:
+        """Lock the profile's row for this batch, mark it seen, and make sure it is still live.
 
-        A merge locks ``FOR UPDATE``; this ``FOR NO KEY UPDATE`` waits for it and then
-        sees ``merged_into`` set, so the batch follows the survivor instead of writing
-        into a merged profile. Concurrent batches of one profile take turns here.
+        The ``UPDATE`` takes the row lock (``FOR NO KEY UPDATE``). A merge locks ``FOR
+        UPDATE``: this waits for it, then sees ``merged_into`` set and follows the survivor
+        instead of writing into a merged profile. Batches of one profile take turns here.
+        ``None``: no profile has this id.
         """
+        now = self.batch.meta.received_at
         for _ in range(identity.MAX_CHAIN):
-            row = (
-                (
-                    await self.db.execute(
-                        select(profiles).where(profiles.c.id == profile_id).with_for_update(key_share=True)
+            stmt = (
+                update(profiles)
+                .where(profiles.c.id == profile_id)
+                .values(
+                    last_seen_at=case(
+                        (profiles.c.merged_into.is_(None), greatest(profiles.c.last_seen_at, now)),
+                        else_=profiles.c.last_seen_at,
                     )
                 )
-                .mappings()
-                .first()
+                .returning(profiles.c.id, profiles.c.merged_into, profiles.c.traits, profiles.c.anonymous)
             )
+            row = (await self.db.execute(stmt)).mappings().first()
             if row is None:
-                raise LookupError(f"profile {profile_id} vanished")
+                return None
             if row["merged_into"] is None:
                 return dict(row)
             profile_id = row["merged_into"]
@@ -301,7 +340,7 @@ class _Run:
     async def _update_profile(self, row: dict[str, Any]) -> None:
         batch = self.batch
         now = batch.meta.received_at
-        values: dict[str, Any] = {"last_seen_at": now}
+        values: dict[str, Any] = {}
         if self.session_created:
             values["visits"] = profiles.c.visits + 1
         if batch.traits:
@@ -312,4 +351,5 @@ class _Run:
         if batch.identified and row["anonymous"]:
             values["anonymous"] = False
             values["updated_at"] = now
-        await self.db.execute(update(profiles).where(profiles.c.id == row["id"]).values(values))
+        if values:
+            await self.db.execute(update(profiles).where(profiles.c.id == row["id"]).values(values))
