@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.core import carts, identity
@@ -48,12 +48,23 @@ async def ingest_many(batches: list[IngestBatch], uow: UnitOfWork) -> list[Inges
         except Exception as exc:
             if is_unavailable(exc):
                 raise StorageUnavailable() from exc
+            if attempt < MAX_ATTEMPTS and isinstance(exc, _MergedMeanwhile):
+                continue  # the rollback dropped the stale lock; the next attempt sees the survivor
             if attempt < MAX_ATTEMPTS and is_retryable(exc):
-                log.info("ingest retry %d after %s", attempt, type(exc).__name__)
+                log.info("ingest retry %d after %s", attempt, getattr(exc, "orig", exc))
                 await asyncio.sleep(random.uniform(0.005, 0.02) * 2**attempt)
                 continue
             raise
     raise AssertionError("unreachable")
+
+
+class _MergedMeanwhile(Exception):
+    """The profile this batch resolved was merged while the batch waited for its row lock.
+
+    PostgreSQL's ``UPDATE`` re-checks a row that changed while it waited only after
+    locking its newest version, so the batch may now hold a lock on the merged row,
+    outside the merges' id order. Starting the transaction again drops that lock.
+    """
 
 
 @dataclass
@@ -80,13 +91,13 @@ class _Run:
             await self._explicit_merge(merge.src, merge.dest, merge.reason)
         profile_id, resolved_by, created = await self._resolve()
         row = self.row if self.row is not None and self.row["id"] == profile_id else None
-        row = row or await self._lock_live(profile_id)
+        row = row or await self._lock_live(profile_id, resolved_live=True)
         if row is None:
             raise LookupError(f"profile {profile_id} vanished")
         profile_id = row["id"]
         profile_id = await self._link_identities(profile_id)
         if profile_id != row["id"]:
-            row = await self._lock_live(profile_id)
+            row = await self._lock_live(profile_id, resolved_live=True)
             assert row is not None
         for ref in batch.unlink:
             await identity.unlink(self.db, ref, profile_id)
@@ -294,33 +305,33 @@ class _Run:
             self.merged.append(from_id)
         return survivor
 
-    async def _lock_live(self, profile_id: str) -> dict[str, Any] | None:
+    async def _lock_live(self, profile_id: str, *, resolved_live: bool = False) -> dict[str, Any] | None:
         """Lock the profile's row for this batch, mark it seen, and make sure it is still live.
 
-        The ``UPDATE`` takes the row lock (``FOR NO KEY UPDATE``). A merge locks ``FOR
-        UPDATE``: this waits for it, then sees ``merged_into`` set and follows the survivor
-        instead of writing into a merged profile. Batches of one profile take turns here.
-        ``None``: no profile has this id.
+        The ``UPDATE`` takes the row lock (``FOR NO KEY UPDATE``) of a live profile. A
+        merge locks ``FOR UPDATE``: this waits for it, then finds the row merged, so the
+        batch never writes into a merged profile. ``None``: no such profile.
         """
         now = self.batch.meta.received_at
         for _ in range(identity.MAX_CHAIN):
             stmt = (
                 update(profiles)
-                .where(profiles.c.id == profile_id)
-                .values(
-                    last_seen_at=case(
-                        (profiles.c.merged_into.is_(None), greatest(profiles.c.last_seen_at, now)),
-                        else_=profiles.c.last_seen_at,
-                    )
-                )
-                .returning(profiles.c.id, profiles.c.merged_into, profiles.c.traits, profiles.c.anonymous)
+                .where(profiles.c.id == profile_id, profiles.c.merged_into.is_(None))
+                .values(last_seen_at=greatest(profiles.c.last_seen_at, now))
+                .returning(profiles.c.id, profiles.c.traits, profiles.c.anonymous)
             )
             row = (await self.db.execute(stmt)).mappings().first()
-            if row is None:
-                return None
-            if row["merged_into"] is None:
+            if row is not None:
                 return dict(row)
-            profile_id = row["merged_into"]
+            merged = (
+                await self.db.execute(select(profiles.c.merged_into).where(profiles.c.id == profile_id))
+            ).first()
+            if merged is None:
+                return None
+            if merged[0] is not None:
+                if resolved_live:
+                    raise _MergedMeanwhile(profile_id)
+                profile_id = merged[0]
         raise RuntimeError(f"merge chain from profile {profile_id} is too long")
 
     async def _link_identities(self, profile_id: str) -> str:
