@@ -10,14 +10,14 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from trackway import __version__
+from trackway.api import demo, health, profiles
 from trackway.api import errors as api_errors
-from trackway.api import health, profiles
 from trackway.api import sources as sources_api
 from trackway.core.sessions import describe_device
 from trackway.core.sources import SourceDirectory
 from trackway.db.engine import make_engine
 from trackway.db.uow import SqlUnitOfWork
-from trackway.dialects import tracardi
+from trackway.dialects import dispatch, insend, tracardi, tracify, tracker_script, tracktor
 from trackway.services import AppServices
 from trackway.settings import Settings
 
@@ -60,7 +60,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     api_errors.install(app)
     app.include_router(health.router)
+    app.include_router(dispatch.router)
     app.include_router(tracardi.router)
+    app.include_router(tracker_script.router)
+    app.include_router(tracktor.router)
+    app.include_router(insend.router)
+    app.include_router(tracify.router)
     app.include_router(sources_api.router)
     app.include_router(profiles.router)
+    app.include_router(demo.router)
     return app

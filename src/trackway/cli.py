@@ -73,6 +73,21 @@ async def _with_uow(settings: Settings, action: Any) -> Any:
         await engine.dispose()
 
 
+def _print_snippet(source_id: str, settings: Settings) -> None:
+    """The page snippet for a new tracardi source, on stderr: stdout stays pure JSON for scripts."""
+    from trackway.dialects import tracker_script
+
+    api_url = tracker_script.base_url(settings.host, settings.port)
+    print(
+        "trackway: paste this snippet into your pages' <head>; if browsers reach Trackway at another\n"
+        f"address than {api_url} (the TRACKWAY_HOST/TRACKWAY_PORT it listens on), change it there:\n\n"
+        f"{tracker_script.snippet(api_url=api_url, source_id=source_id)}\n\n"
+        'Then track events from later scripts: window.tracker.track("purchase-order", {"price": 13.45})\n'
+        f"Demo page (with TRACKWAY_DEMO=true): {api_url}/demo?source={source_id}",
+        file=sys.stderr,
+    )
+
+
 def _sources(args: argparse.Namespace, settings: Settings) -> int:
     upgrade(settings.database_url)
     if args.sources_command == "create":
@@ -90,6 +105,8 @@ def _sources(args: argparse.Namespace, settings: Settings) -> int:
 
         info = asyncio.run(_with_uow(settings, action))
         _print_json(info.public())
+        if info.dialect == "tracardi":
+            _print_snippet(info.id, settings)
     elif args.sources_command == "list":
         items = asyncio.run(_with_uow(settings, source_service.list_sources))
         _print_json([info.public() for info in items])

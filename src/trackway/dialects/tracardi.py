@@ -181,4 +181,4 @@ async def track(request: Request, services: Services) -> Response:
     return json_response(body_out)
 
 
-router.add_api_route("/track", track, methods=["POST"], summary="Tracardi tracker payload")
+# ``POST /track`` is shared with Tracktor: dialects/dispatch.py owns the route and calls ``track``.

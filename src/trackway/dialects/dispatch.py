@@ -1,0 +1,31 @@
+"""``POST /track`` belongs to two dialects; the request's content type tells them apart.
+
+A url-encoded form body is Tracktor's (its GET fields, POSTed because a URL got too
+long); JSON, ``text/plain`` (``navigator.sendBeacon``) or no content type at all is
+Tracardi's tracker payload. Dialects never import each other, so this module owns the
+route and hands the request to the one that speaks its format.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from trackway.dialects import tracardi, tracktor
+from trackway.services import Services
+
+
+async def track(request: Request, services: Services) -> Response:
+    """Tracktor for a form body, Tracardi for everything else."""
+    if tracktor.is_form_request(request):
+        return await tracktor.track(request, services)
+    return await tracardi.track(request, services)
+
+
+router = APIRouter(tags=["tracardi", "tracktor"])
+router.add_api_route(
+    "/track",
+    track,
+    methods=["POST"],
+    summary="Tracardi tracker payload (JSON or text/plain), or a Tracktor event (form body)",
+)
