@@ -13,6 +13,7 @@ from trackway import __version__
 from trackway.api import demo, health, profiles
 from trackway.api import errors as api_errors
 from trackway.api import sources as sources_api
+from trackway.core.group_commit import GroupCommitWriter
 from trackway.core.sessions import describe_device
 from trackway.core.sources import SourceDirectory
 from trackway.db.engine import make_engine
@@ -36,11 +37,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             uow=uow,
             sources=SourceDirectory(uow, settings.source_cache_seconds),
         )
+        if settings.group_commit:
+            uow.group_writer = GroupCommitWriter(
+                uow,
+                window=settings.group_commit_window_ms / 1000,
+                max_batches=settings.group_commit_max_batches,
+            )
+            uow.group_writer.start()
         # ua-parser compiles its rules on first use (~0.1 s): pay it before the first visitor.
         await asyncio.to_thread(describe_device, "Mozilla/5.0")
         try:
             yield
         finally:
+            if uow.group_writer is not None:
+                await uow.group_writer.close()  # drain: every queued batch is written first
             await engine.dispose()
 
     app = FastAPI(

@@ -39,6 +39,15 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(
         10_000, ge=0, description="How long an SQLite writer waits for the lock before failing."
     )
+    group_commit: bool = Field(
+        True, description="Write concurrent requests' batches in shared transactions (group commit)."
+    )
+    group_commit_window_ms: float = Field(
+        1.0, ge=0, le=100, description="How long a group waits for more requests before it is written."
+    )
+    group_commit_max_batches: int = Field(
+        128, ge=1, le=10_000, description="Most requests' batches written in one transaction."
+    )
     demo: bool = Field(False, description="Serve the demo page at /demo.")
     log_level: str = Field("info", description="uvicorn log level.")
 

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.conftest import ADMIN, count
 from tests.helpers import tracker_payload
 
 SOURCE = "3ee63fc6-490a-4fd8-bfb3-bf0c8c8d3387"
 PARALLEL = 50
+
+# Each race runs with group commit (requests share transactions) and without it (each
+# request its own transaction, racing the others in the database, as several workers do).
+pytestmark = pytest.mark.parametrize(
+    "settings_overrides", [{"group_commit": True}, {"group_commit": False}], ids=["grouped", "per-request"]
+)
 
 
 async def test_parallel_first_requests_of_one_new_session_make_one_profile(

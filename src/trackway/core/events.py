@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trackway.core.batch import EventIn, TraitsPatch
+from trackway.core.batch import EventIn, IngestBatch, TraitsPatch
 from trackway.db.models import events as events_table
 from trackway.db.sql import insert_ignore
 
@@ -96,6 +96,21 @@ async def store(
     duplicates = [existing[row["dedup_key"]] for row in rows if row["id"] not in inserted]
     duplicates.extend(existing[key] for key in repeated)
     return stored, duplicates
+
+
+def expected_count(batch_events: list[EventIn]) -> int:
+    """Events a batch will store unless some are duplicates of events stored earlier."""
+    keys = [e.dedup_key for e in batch_events if e.dedup_key is not None]
+    return len(batch_events) - (len(keys) - len(set(keys)))
+
+
+def add_request_context(batch: IngestBatch) -> None:
+    """With no visit to hold the request's metadata (a backend's batch), each event keeps it."""
+    if not batch.events:
+        return
+    request = batch.meta.as_context()
+    for event in batch.events:
+        event.context = {**event.context, "request": request}
 
 
 def apply_traits(traits: dict[str, Any], patch: TraitsPatch) -> dict[str, Any]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,15 +28,34 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 4
 
+T = TypeVar("T")
+
 
 async def ingest(batch: IngestBatch, uow: UnitOfWork) -> IngestResult:
-    """Resolve the person and the visit, store the events, commit; only then return."""
+    """Resolve the person and the visit, store the events, commit; only then return.
+
+    With a group-commit writer on the unit of work, the batch joins the next group
+    transaction (``core/group_commit.py``) and this still returns only after its commit.
+    """
+    writer = getattr(uow, "group_writer", None)
+    if writer is not None:
+        result: IngestResult = await writer.submit(batch)
+        return result
     (result,) = await ingest_many([batch], uow)
     return result
 
 
 async def ingest_many(batches: list[IngestBatch], uow: UnitOfWork) -> list[IngestResult]:
-    """Ingest several batches in one transaction: all are stored, or none (Tracify's batches).
+    """Ingest several batches in one transaction: all are stored, or none (Tracify's batches)."""
+
+    async def work(db: AsyncConnection) -> list[IngestResult]:
+        return [await _Run(db, uow.dialect, batch).run() for batch in batches]
+
+    return await in_transaction(uow, work)
+
+
+async def in_transaction(uow: UnitOfWork, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """Run ``work`` in one transaction and commit it, retrying conflicts.
 
     A conflict with a concurrent transaction (deadlock, serialization failure, SQLite
     busy) is retried here with jittered backoff, never by a dialect. A database that
@@ -44,7 +64,7 @@ async def ingest_many(batches: list[IngestBatch], uow: UnitOfWork) -> list[Inges
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             async with uow.transaction() as db:
-                return [await _Run(db, uow.dialect, batch).run() for batch in batches]
+                return await work(db)
         except Exception as exc:
             if is_unavailable(exc):
                 raise StorageUnavailable() from exc
@@ -118,10 +138,8 @@ class _Run:
                 context=self._session_context,
             )
 
-        if self.session_id is None and batch.events:
-            request = batch.meta.as_context()
-            for event in batch.events:  # no visit to hold the request's metadata: the event does
-                event.context = {**event.context, "request": request}
+        if self.session_id is None:
+            event_store.add_request_context(batch)
         stored, duplicates = await event_store.store(
             self.db,
             self.dialect,
@@ -158,9 +176,7 @@ class _Run:
         )
 
     def _expected_events(self) -> int:
-        """Events this batch will store unless some are duplicates of earlier ones."""
-        keys = [e.dedup_key for e in self.batch.events if e.dedup_key is not None]
-        return len(self.batch.events) - (len(keys) - len(set(keys)))
+        return event_store.expected_count(self.batch.events)
 
     async def _client_session(self, profile_id: str) -> None:
         """Continue the client's session (one UPDATE for a returning visitor) or open it."""
@@ -193,13 +209,7 @@ class _Run:
         return self.batch.meta.received_at
 
     def _session_context(self) -> dict[str, Any]:
-        """Captured once, when the visit starts: the dialect's part, the request, the device."""
-        meta = self.batch.meta
-        context = {**self.batch.session_context, "request": meta.as_context()}
-        device = session_store.describe_device(meta.user_agent)
-        if device:
-            context["device"] = device
-        return context
+        return session_store.context_for(self.batch)
 
     async def _resolve(self) -> tuple[str, str, bool]:
         """Hint, then identities, then the session, then a new profile (design.md, step 1)."""

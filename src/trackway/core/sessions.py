@@ -12,6 +12,7 @@ import ua_parser
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from trackway.core.batch import IngestBatch
 from trackway.db.models import sessions
 from trackway.db.sql import greatest, insert_ignore
 
@@ -39,6 +40,16 @@ def _describe_device(user_agent: str) -> tuple[tuple[str, str], ...]:
     if parsed.device is not None:
         device["device"] = parsed.device.family
     return tuple(device.items())
+
+
+def context_for(batch: IngestBatch) -> dict[str, Any]:
+    """What a visit keeps from the batch that opens it: the dialect's part, the request, the device."""
+    meta = batch.meta
+    context = {**batch.session_context, "request": meta.as_context()}
+    device = describe_device(meta.user_agent)
+    if device:
+        context["device"] = device
+    return context
 
 
 def session_id_for(source_id: str, client_key: str) -> str:

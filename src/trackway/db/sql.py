@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, case
+from sqlalchemy import ClauseElement, ColumnElement, Table, case, literal
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -19,7 +19,13 @@ def insert_ignore(dialect: str, table: Table, conflict_columns: list[str]) -> An
 
 
 def greatest(column: Any, value: Any) -> ColumnElement[Any]:
-    """The later of a column and a value, portably (PostgreSQL GREATEST, SQLite MAX)."""
+    """The later of a column and a value, portably (PostgreSQL GREATEST, SQLite MAX).
+
+    The value is bound with the column's type, so a UTC timestamp is stored the same
+    way as everywhere else (naive UTC text on SQLite).
+    """
+    if not isinstance(value, ClauseElement):
+        value = literal(value, column.type)
     return case((column < value, value), else_=column)
 
 

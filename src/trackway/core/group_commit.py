@@ -1,0 +1,409 @@
+"""Group commit: many requests' batches written in one transaction, each request awaiting its commit.
+
+One transaction per request spends most of its time on round trips and on the commit's
+flush to disk. Here requests hand their ``IngestBatch`` to a writer; the writer takes
+whatever has queued up (up to ``max_batches``, after waiting ``window`` seconds for more),
+writes it in one transaction and commits once; only then does each request get its
+result and answer 2xx. Nothing is acknowledged before it is committed.
+
+The common batch, a known profile sending events in its visit (Tracardi's returning
+visitor), takes a bulk path: one ``UPDATE`` locks and touches every such profile, one
+``SELECT`` and at most one ``INSERT`` and one ``UPDATE`` settle the visits, and one
+``INSERT`` stores every event of the group. Every other batch (first sight of a visitor,
+identities, merges, traits, carts, derived visits) runs the ordinary per-batch steps of
+``core/ingest.py`` in the same transaction, after the bulk part: a merge in the group
+therefore sees, and moves, the events the bulk part stored.
+
+If the group's transaction fails, each batch is written again on its own, so one bad
+batch does not sink its neighbours; a database that cannot be reached fails them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from trackway.core import events as event_store
+from trackway.core import sessions as session_store
+from trackway.core.batch import IngestBatch, IngestResult
+from trackway.core.ingest import _Run, in_transaction, ingest_many
+from trackway.core.uow import UnitOfWork
+from trackway.db.models import events, profiles, sessions
+from trackway.db.sql import greatest, insert_ignore
+from trackway.errors import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class CommitObserver(Protocol):
+    """Told about every committed group (metrics)."""
+
+    def observe_commit(self, batches: int, seconds: float) -> None: ...
+
+
+class GroupCommitWriter:
+    """Queues batches and writes them in groups, one transaction each, from one task."""
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        *,
+        window: float = 0.002,
+        max_batches: int = 128,
+        observer: CommitObserver | None = None,
+    ) -> None:
+        self._uow = uow
+        self._window = window
+        self._max = max_batches
+        self._observer = observer
+        self._queue: list[tuple[IngestBatch, asyncio.Future[IngestResult]]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        #: Committed groups and the batches in them (for tests and the benchmark's notes).
+        self.groups = 0
+        self.batches = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="trackway-group-commit")
+
+    async def submit(self, batch: IngestBatch) -> IngestResult:
+        """Queue ``batch``; return once the group holding it is committed."""
+        if self._closing or self._task is None or self._task.done():
+            raise StorageUnavailable("Shutting down, retry later.")
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._queue.append((batch, future))
+        self._wakeup.set()
+        return await future
+
+    async def close(self) -> None:
+        """Stop taking batches and write every queued one before returning (graceful shutdown)."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                continue
+            if self._window > 0 and len(self._queue) < self._max and not self._closing:
+                await asyncio.sleep(self._window)  # let the requests arriving meanwhile join
+            group, self._queue = self._queue[: self._max], self._queue[self._max :]
+            try:
+                await self._write(group)
+            except Exception:  # never let the writer die: every future is settled in _write
+                log.exception("group commit writer error")
+
+    async def _write(self, group: list[tuple[IngestBatch, asyncio.Future[IngestResult]]]) -> None:
+        batches = [batch for batch, _ in group]
+        started = time.perf_counter()
+        try:
+            results = await in_transaction(self._uow, lambda db: write_group(db, self._uow.dialect, batches))
+        except StorageUnavailable as exc:
+            for _, future in group:
+                _settle(future, exc=exc)
+            return
+        except Exception:
+            if len(group) > 1:
+                log.warning("group of %d failed; writing its batches one by one", len(group), exc_info=True)
+            await self._one_by_one(group)
+            return
+        self.groups += 1
+        self.batches += len(group)
+        if self._observer is not None:
+            self._observer.observe_commit(len(group), time.perf_counter() - started)
+        for (_, future), result in zip(group, results, strict=True):
+            _settle(future, result=result)
+
+    async def _one_by_one(self, group: list[tuple[IngestBatch, asyncio.Future[IngestResult]]]) -> None:
+        for batch, future in group:
+            try:
+                (result,) = await ingest_many([batch], self._uow)
+            except Exception as exc:
+                _settle(future, exc=exc)
+            else:
+                _settle(future, result=result)
+
+
+def _settle(
+    future: asyncio.Future[IngestResult],
+    *,
+    result: IngestResult | None = None,
+    exc: BaseException | None = None,
+) -> None:
+    """A request that went away (client disconnect) left a cancelled future: nothing to tell."""
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        assert result is not None
+        future.set_result(result)
+
+
+def is_bulk(batch: IngestBatch) -> bool:
+    """A known profile sending events: no identities, merges, traits, cart or derived visit."""
+    return (
+        batch.profile_hint is not None
+        and not batch.identities
+        and not batch.merges
+        and not batch.traits
+        and not batch.unlink
+        and batch.cart is None
+        and batch.visit_key is None
+        and batch.identified is None
+    )
+
+
+async def write_group(db: AsyncConnection, dialect: str, batches: list[IngestBatch]) -> list[IngestResult]:
+    """Write the batches in the open transaction: the bulk path first, then the rest one by one."""
+    results: list[IngestResult | None] = [None] * len(batches)
+    bulk = [i for i, batch in enumerate(batches) if is_bulk(batch)]
+    if bulk:
+        done = await _Bulk(db, dialect, [batches[i] for i in bulk]).run()
+        for i, result in zip(bulk, done, strict=True):
+            results[i] = result
+    for i, batch in enumerate(batches):
+        if results[i] is None:
+            results[i] = await _Run(db, dialect, batch).run()
+    return [result for result in results if result is not None]
+
+
+@dataclass
+class _Visit:
+    """One client session touched by the group's bulk part."""
+
+    id: str
+    source_id: str
+    client_key: str
+    profile_id: str
+    first: IngestBatch
+    expected: int = 0
+    created: bool = False
+
+
+class _Bulk:
+    """The bulk path for a group's known-profile batches; returns ``None`` for those it leaves."""
+
+    def __init__(self, db: AsyncConnection, dialect: str, batches: list[IngestBatch]) -> None:
+        self.db = db
+        self.dialect = dialect
+        self.batches = batches
+        self.now: datetime = max(batch.meta.received_at for batch in batches)
+
+    async def run(self) -> list[IngestResult | None]:
+        live = await self._lock_profiles()
+        mine = [batch.profile_hint in live for batch in self.batches]
+        visits = await self._visits([b for b, ok in zip(self.batches, mine, strict=True) if ok])
+        stored_by_batch = await self._store_events(mine, visits)
+        await self._settle_counts(visits, stored_by_batch, mine)
+        results: list[IngestResult | None] = []
+        for index, batch in enumerate(self.batches):
+            if not mine[index]:
+                results.append(None)  # merged or unknown hint: the per-batch steps follow it
+                continue
+            visit = visits.get(_visit_id(batch)) if _has_visit(batch) else None
+            stored, duplicates = stored_by_batch[index]
+            results.append(
+                IngestResult(
+                    profile_id=str(batch.profile_hint),
+                    session_id=visit.id if visit else None,
+                    stored_event_ids=stored,
+                    duplicate_event_ids=duplicates,
+                    profile_created=False,
+                    session_created=bool(visit and visit.created and visit.first is batch),
+                    resolved_by="hint",
+                )
+            )
+        return results
+
+    async def _lock_profiles(self) -> set[str]:
+        """Lock and mark seen every live hinted profile, in id order (the merges' lock order)."""
+        ids = sorted({str(batch.profile_hint) for batch in self.batches})
+        rows = await self.db.execute(
+            update(profiles)
+            .where(profiles.c.id.in_(ids), profiles.c.merged_into.is_(None))
+            .values(last_seen_at=greatest(profiles.c.last_seen_at, self.now))
+            .returning(profiles.c.id)
+        )
+        return set(rows.scalars())
+
+    async def _visits(self, batches: list[IngestBatch]) -> dict[str, _Visit]:
+        """Continue the known sessions and open the new ones, one statement each."""
+        visits: dict[str, _Visit] = {}
+        for batch in batches:
+            if not _has_visit(batch):
+                continue
+            visit_id = _visit_id(batch)
+            visit = visits.get(visit_id)
+            if visit is None:
+                visit = visits[visit_id] = _Visit(
+                    id=visit_id,
+                    source_id=batch.source.id,
+                    client_key=str(batch.session_key),
+                    profile_id=str(batch.profile_hint),
+                    first=batch,
+                )
+            visit.expected += event_store.expected_count(batch.events)
+        if not visits:
+            return visits
+        existing = set(
+            (await self.db.execute(select(sessions.c.id).where(sessions.c.id.in_(list(visits))))).scalars()
+        )
+        new = [visit for visit in visits.values() if visit.id not in existing]
+        if new:
+            rows = [
+                {
+                    "id": visit.id,
+                    "source_id": visit.source_id,
+                    "client_key": visit.client_key,
+                    "visit_key": None,
+                    "profile_id": visit.profile_id,
+                    "started_at": visit.first.meta.received_at,
+                    "last_event_at": self.now,
+                    "event_count": visit.expected,
+                    "context": session_store.context_for(visit.first),
+                }
+                for visit in new
+            ]
+            stmt = insert_ignore(self.dialect, sessions, ["source_id", "client_key"]).returning(sessions.c.id)
+            created = set((await self.db.execute(stmt, rows)).scalars())
+            for visit in new:
+                visit.created = visit.id in created
+            await self._count_visits([visit.profile_id for visit in new if visit.created])
+        touched = [visit for visit in visits.values() if not visit.created]
+        await self._touch(touched, {visit.id: visit.expected for visit in touched})
+        return visits
+
+    async def _count_visits(self, profile_ids: list[str]) -> None:
+        if not profile_ids:
+            return
+        per_profile: dict[str, int] = defaultdict(int)
+        for profile_id in profile_ids:
+            per_profile[profile_id] += 1
+        await self.db.execute(
+            update(profiles)
+            .where(profiles.c.id == bindparam("pid"))
+            .values(visits=profiles.c.visits + bindparam("n")),
+            [{"pid": pid, "n": n} for pid, n in sorted(per_profile.items())],
+        )
+
+    async def _touch(self, visits: list[_Visit], counts: dict[str, int]) -> None:
+        rows = [{"sid": v.id, "n": counts[v.id], "at": self.now} for v in sorted(visits, key=lambda v: v.id)]
+        if not rows:
+            return
+        await self.db.execute(
+            update(sessions)
+            .where(sessions.c.id == bindparam("sid"))
+            .values(
+                last_event_at=greatest(
+                    sessions.c.last_event_at, bindparam("at", type_=sessions.c.last_event_at.type)
+                ),
+                event_count=sessions.c.event_count + bindparam("n"),
+            ),
+            rows,
+        )
+
+    async def _store_events(
+        self, mine: list[bool], visits: dict[str, _Visit]
+    ) -> list[tuple[list[str], list[str]]]:
+        """One insert for every event of the group; duplicates answer with the stored event's id."""
+        rows: list[dict[str, Any]] = []
+        owner: list[int] = []
+        repeated: list[tuple[int, str, str]] = []
+        for index, batch in enumerate(self.batches):
+            if not mine[index]:
+                continue
+            visit = visits.get(_visit_id(batch)) if _has_visit(batch) else None
+            if visit is None:
+                event_store.add_request_context(batch)
+            seen: set[str] = set()
+            for event in batch.events:
+                if event.dedup_key is not None:
+                    if event.dedup_key in seen:
+                        repeated.append((index, batch.source.id, event.dedup_key))
+                        continue
+                    seen.add(event.dedup_key)
+                rows.append(
+                    {
+                        "id": event_store.uuid7(),
+                        "source_id": batch.source.id,
+                        "profile_id": batch.profile_hint,
+                        "session_id": visit.id if visit else None,
+                        "type": event.type,
+                        "time": event.time or batch.meta.received_at,
+                        "received_at": batch.meta.received_at,
+                        "properties": event.properties,
+                        "context": event.context,
+                        "dedup_key": event.dedup_key,
+                    }
+                )
+                owner.append(index)
+        out: list[tuple[list[str], list[str]]] = [([], []) for _ in self.batches]
+        if not rows:
+            return out
+        stmt = insert_ignore(self.dialect, events, ["source_id", "dedup_key"]).returning(events.c.id)
+        inserted = set((await self.db.execute(stmt, rows)).scalars())
+        missing: list[tuple[int, str, str]] = []
+        for row, index in zip(rows, owner, strict=True):
+            if row["id"] in inserted:
+                out[index][0].append(row["id"])
+            else:
+                missing.append((index, row["source_id"], row["dedup_key"]))
+        missing.extend(repeated)
+        if missing:
+            existing = await self._existing_ids({(source, key) for _, source, key in missing})
+            for index, source, key in missing:
+                out[index][1].append(existing[(source, key)])
+        return out
+
+    async def _existing_ids(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        found: dict[tuple[str, str], str] = {}
+        by_source: dict[str, list[str]] = defaultdict(list)
+        for source, key in keys:
+            by_source[source].append(key)
+        for source, source_keys in by_source.items():
+            rows = await self.db.execute(
+                select(events.c.dedup_key, events.c.id).where(
+                    events.c.source_id == source, events.c.dedup_key.in_(source_keys)
+                )
+            )
+            found.update({(source, row.dedup_key): row.id for row in rows})
+        return found
+
+    async def _settle_counts(
+        self,
+        visits: dict[str, _Visit],
+        stored_by_batch: list[tuple[list[str], list[str]]],
+        mine: list[bool],
+    ) -> None:
+        """Visits were counted before duplicates were known; take the duplicates back off."""
+        stored_per_visit: dict[str, int] = defaultdict(int)
+        for index, batch in enumerate(self.batches):
+            if mine[index] and _has_visit(batch):
+                stored_per_visit[_visit_id(batch)] += len(stored_by_batch[index][0])
+        off = {vid: stored_per_visit[vid] - v.expected for vid, v in visits.items()}
+        wrong = [visits[vid] for vid, delta in off.items() if delta != 0]
+        if wrong:
+            await self._touch(wrong, off)
+
+
+def _has_visit(batch: IngestBatch) -> bool:
+    return batch.session_key is not None and batch.save_session
+
+
+def _visit_id(batch: IngestBatch) -> str:
+    return session_store.session_id_for(batch.source.id, str(batch.session_key))

@@ -1,0 +1,141 @@
+"""Group commit: concurrent requests share transactions, and each still answers only once committed."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.conftest import ADMIN, count
+from tests.helpers import tracker_payload
+from trackway.core import identity
+from trackway.core.batch import EventIn, IdentityRef, IngestBatch, MergeRequest, RequestMeta, SourceRef
+from trackway.core.group_commit import GroupCommitWriter, is_bulk
+from trackway.core.ingest import ingest
+
+SOURCE = "3ee63fc6-490a-4fd8-bfb3-bf0c8c8d3387"
+
+
+def writer_of(app) -> GroupCommitWriter:
+    writer = app.state.services.uow.group_writer
+    assert isinstance(writer, GroupCommitWriter)
+    return writer
+
+
+async def test_mixed_traffic_is_written_in_groups_and_every_answer_is_stored(
+    app, client, uow, tracardi_source
+) -> None:
+    known = []
+    for i in range(10):
+        body = (await client.post("/track", json=tracker_payload(SOURCE, session=f"k{i}"))).json()
+        known.append((body["profile"]["id"], f"k{i}"))
+    writer = writer_of(app)
+    groups_before = writer.groups
+    payloads = []
+    for i in range(60):
+        profile_id, session = known[i % len(known)]
+        if i % 10 < 7:
+            payloads.append(tracker_payload(SOURCE, session=session, profile=profile_id))
+        elif i % 10 < 9:
+            payloads.append(tracker_payload(SOURCE, session=f"new-visit-{i}", profile=profile_id))
+        else:
+            payloads.append(tracker_payload(SOURCE, session=f"new-visitor-{i}"))
+    payloads.append(payloads[0])  # a retry of a request in the same group
+    responses = await asyncio.gather(*(client.post("/track", json=p) for p in payloads))
+    assert {r.status_code for r in responses} == {200}
+    assert writer.groups - groups_before < len(payloads)  # requests really shared transactions
+
+    bodies = [r.json() for r in responses]
+    stored = [event_id for body in bodies for event_id in body["events"]]
+    assert len(stored) == len(set(stored)) == 60 * 3
+    assert sorted(bodies[-1]["duplicates"] + bodies[0]["duplicates"]) == sorted(bodies[0]["events"])
+    assert await count(uow, "events") == 10 * 3 + 60 * 3
+    for i, body in enumerate(bodies[:60]):
+        if i % 10 < 9:
+            assert body["profile"]["id"] == known[i % len(known)][0]
+    # Visits: the 10 first ones, 12 new visits of known profiles, 6 brand-new visitors.
+    total_visits = 0
+    for profile_id, _ in known:
+        total_visits += (await client.get(f"/api/profiles/{profile_id}", headers=ADMIN)).json()["visits"]
+    assert total_visits == 10 + 12
+    assert await count(uow, "sessions") == 10 + 12 + 6
+    for body in bodies[:60]:
+        session = (await client.get(f"/api/sessions/{body['session']['id']}", headers=ADMIN)).json()
+        events = await count(uow, "events", session_id=body["session"]["id"])
+        assert session["event_count"] == events
+
+
+async def test_a_bad_batch_does_not_sink_its_group(app, uow, tracardi_source) -> None:
+    writer = writer_of(app)
+
+    def batch(source: str, key: str) -> IngestBatch:
+        return IngestBatch(
+            source=SourceRef(source, "tracardi"),
+            meta=RequestMeta(received_at=datetime.now(UTC)),
+            identities=[IdentityRef("person", key, scope=source)],
+            events=[EventIn("e", dedup_key=str(uuid.uuid4()))],
+        )
+
+    good = [batch(SOURCE, f"p{i}") for i in range(5)]
+    bad = batch("no-such-source", "x")  # violates the events -> sources foreign key
+    outcomes = await asyncio.gather(
+        *(writer.submit(b) for b in [*good[:3], bad, *good[3:]]), return_exceptions=True
+    )
+    assert isinstance(outcomes[3], Exception)
+    assert all(not isinstance(o, Exception) for i, o in enumerate(outcomes) if i != 3)
+    assert await count(uow, "events") == 5
+    assert await count(uow, "profiles") == 5
+
+
+async def test_a_merge_in_a_group_moves_the_events_stored_in_bulk(app, client, uow, tracardi_source) -> None:
+    a = (await client.post("/track", json=tracker_payload(SOURCE, session="a"))).json()["profile"]["id"]
+    b = (await client.post("/track", json=tracker_payload(SOURCE, session="b"))).json()["profile"]["id"]
+    src = IdentityRef("person", "src", scope=SOURCE)
+    dest = IdentityRef("person", "dest", scope=SOURCE)
+    async with uow.transaction() as db:
+        now = datetime.now(UTC)
+        await identity.link(db, uow.dialect, src, a, now)
+        await identity.link(db, uow.dialect, dest, b, now)
+    alias = IngestBatch(
+        source=SourceRef(SOURCE, "tracardi"),
+        meta=RequestMeta(received_at=datetime.now(UTC)),
+        merges=[MergeRequest(src, dest, "alias")],
+        identities=[dest],
+    )
+    # Events for `a` (bulk path) and the alias folding `a` into `b` arrive together.
+    results = await asyncio.gather(
+        *(client.post("/track", json=tracker_payload(SOURCE, session="a", profile=a)) for _ in range(5)),
+        ingest(alias, uow),
+    )
+    assert all(r.status_code == 200 for r in results[:5])
+    assert await count(uow, "events", profile_id=a) == 0
+    assert await count(uow, "events", profile_id=b) == 3 + 3 + 5 * 3
+
+
+async def test_close_writes_every_queued_batch(app, uow, tracardi_source) -> None:
+    writer = writer_of(app)
+    batches = [
+        IngestBatch(
+            source=SourceRef(SOURCE, "tracardi"),
+            meta=RequestMeta(received_at=datetime.now(UTC)),
+            events=[EventIn("e")],
+        )
+        for _ in range(20)
+    ]
+    pending = [asyncio.create_task(writer.submit(b)) for b in batches]
+    await asyncio.sleep(0)
+    await writer.close()
+    assert all(task.done() and not task.exception() for task in pending)
+    assert await count(uow, "events") == 20
+    with pytest.raises(Exception, match="Shutting down"):
+        await writer.submit(batches[0])
+
+
+def test_only_known_profiles_sending_events_take_the_bulk_path() -> None:
+    base = {"source": SourceRef(SOURCE, "tracardi"), "meta": RequestMeta(received_at=datetime.now(UTC))}
+    assert is_bulk(IngestBatch(**base, profile_hint="p", session_key="s"))
+    assert not is_bulk(IngestBatch(**base, session_key="s"))
+    assert not is_bulk(IngestBatch(**base, profile_hint="p", identities=[IdentityRef("person", "1", SOURCE)]))
+    assert not is_bulk(IngestBatch(**base, profile_hint="p", visit_key="v"))
