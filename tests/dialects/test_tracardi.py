@@ -341,3 +341,16 @@ async def test_cors_preflight_and_allowed_origins(client, uow) -> None:
     # Server-side callers send no Origin at all: they are not browsers, CORS does not apply.
     backend = await post(client, tracker_payload("shop", session="s3"))
     assert backend.status_code == 200
+
+
+async def test_json_body_labelled_as_a_form_is_a_tracker_payload(client, uow, tracardi_source) -> None:
+    """``curl -d '{...}'`` sends application/x-www-form-urlencoded: still Tracardi's JSON."""
+    import orjson
+
+    response = await client.post(
+        "/track",
+        content=orjson.dumps(tracker_payload(SOURCE, session="s-curl")),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200, response.text
+    assert await count(uow, "events") == 3

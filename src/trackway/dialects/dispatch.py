@@ -12,13 +12,22 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from trackway.dialects import tracardi, tracktor
+from trackway.dialects._common import read_body
 from trackway.services import Services
 
 
 async def track(request: Request, services: Services) -> Response:
-    """Tracktor for a form body, Tracardi for everything else."""
+    """Tracktor for a form body, Tracardi for everything else.
+
+    One exception: ``curl -d '{...}'`` labels a JSON body as a form. A form whose body is
+    a JSON object is never a Tracktor call (it would have no ``sid``), so it goes to
+    Tracardi. The body read here is kept on the request for the handler to read again.
+    """
     if tracktor.is_form_request(request):
-        return await tracktor.track(request, services)
+        body = await read_body(request, services.settings.max_body_bytes)
+        request._body = body  # Starlette replays a read body to later readers
+        if not body.lstrip().startswith(b"{"):
+            return await tracktor.track(request, services)
     return await tracardi.track(request, services)
 
 
