@@ -12,6 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from trackway import __version__
 from trackway.api import demo, health, profiles
 from trackway.api import errors as api_errors
+from trackway.api import metrics as metrics_api
 from trackway.api import sources as sources_api
 from trackway.core.group_commit import GroupCommitWriter
 from trackway.core.sessions import describe_device
@@ -19,6 +20,7 @@ from trackway.core.sources import SourceDirectory
 from trackway.db.engine import make_engine
 from trackway.db.uow import SqlUnitOfWork
 from trackway.dialects import dispatch, insend, tracardi, tracify, tracker_script, tracktor
+from trackway.metrics import Metrics, RequestMetricsMiddleware
 from trackway.services import AppServices
 from trackway.settings import Settings
 
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 uow,
                 window=settings.group_commit_window_ms / 1000,
                 max_batches=settings.group_commit_max_batches,
+                in_flight=settings.group_commit_in_flight,
             )
             uow.group_writer.start()
         # ua-parser compiles its rules on first use (~0.1 s): pay it before the first visitor.
@@ -68,6 +71,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
         max_age=86400,
     )
+    # One registry per app (tests build many); always there, so the core may report to it.
+    app.state.metrics = Metrics()
+    if settings.metrics:
+        app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     api_errors.install(app)
     app.include_router(health.router)
     app.include_router(dispatch.router)
@@ -79,4 +86,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sources_api.router)
     app.include_router(profiles.router)
     app.include_router(demo.router)
+    app.include_router(metrics_api.router)
     return app

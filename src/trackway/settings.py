@@ -48,7 +48,11 @@ class Settings(BaseSettings):
     group_commit_max_batches: int = Field(
         128, ge=1, le=10_000, description="Most requests' batches written in one transaction."
     )
+    group_commit_in_flight: int = Field(
+        2, ge=1, le=64, description="Groups written at once on PostgreSQL (SQLite: always 1)."
+    )
     demo: bool = Field(False, description="Serve the demo page at /demo.")
+    metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics (no auth); off: 404.")
     log_level: str = Field("info", description="uvicorn log level.")
 
     @property

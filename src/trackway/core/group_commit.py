@@ -31,13 +31,14 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from trackway import jsonutil
 from trackway.core import events as event_store
 from trackway.core import sessions as session_store
 from trackway.core.batch import IngestBatch, IngestResult
 from trackway.core.ingest import _Run, in_transaction, ingest_many
 from trackway.core.uow import UnitOfWork
 from trackway.db.models import events, profiles, sessions
-from trackway.db.sql import greatest, insert_ignore
+from trackway.db.sql import PG_INSERT_EVENTS, greatest, in_ids, insert_ignore
 from trackway.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,12 @@ class CommitObserver(Protocol):
 
 
 class GroupCommitWriter:
-    """Queues batches and writes them in groups, one transaction each, from one task."""
+    """Queues batches and writes them in groups, one transaction each.
+
+    While one group waits on the database the next one gathers and may start, up to
+    ``in_flight`` groups at once on PostgreSQL (their profile locks are all taken in id
+    order, so they queue behind each other rather than deadlock).
+    """
 
     def __init__(
         self,
@@ -58,11 +64,15 @@ class GroupCommitWriter:
         *,
         window: float = 0.002,
         max_batches: int = 128,
+        in_flight: int = 2,
         observer: CommitObserver | None = None,
     ) -> None:
         self._uow = uow
         self._window = window
         self._max = max_batches
+        # SQLite has one writer: a second group would only queue on its lock.
+        self._slots = asyncio.Semaphore(1 if uow.dialect == "sqlite" else in_flight)
+        self._writing: set[asyncio.Task[None]] = set()
         self._observer = observer
         self._queue: list[tuple[IngestBatch, asyncio.Future[IngestResult]]] = []
         self._wakeup = asyncio.Event()
@@ -96,16 +106,26 @@ class GroupCommitWriter:
             await self._wakeup.wait()
             if not self._queue:
                 if self._closing:
+                    if self._writing:
+                        await asyncio.gather(*self._writing)
                     return
                 self._wakeup.clear()
                 continue
+            await self._slots.acquire()  # at most `in_flight` groups wait on the database at once
             if self._window > 0 and len(self._queue) < self._max and not self._closing:
                 await asyncio.sleep(self._window)  # let the requests arriving meanwhile join
             group, self._queue = self._queue[: self._max], self._queue[self._max :]
-            try:
-                await self._write(group)
-            except Exception:  # never let the writer die: every future is settled in _write
-                log.exception("group commit writer error")
+            task = asyncio.create_task(self._write_and_release(group))
+            self._writing.add(task)
+            task.add_done_callback(self._writing.discard)
+
+    async def _write_and_release(self, group: list[tuple[IngestBatch, asyncio.Future[IngestResult]]]) -> None:
+        try:
+            await self._write(group)
+        except Exception:  # never let the writer die: every future is settled in _write
+            log.exception("group commit writer error")
+        finally:
+            self._slots.release()
 
     async def _write(self, group: list[tuple[IngestBatch, asyncio.Future[IngestResult]]]) -> None:
         batches = [batch for batch, _ in group]
@@ -235,7 +255,7 @@ class _Bulk:
         ids = sorted({str(batch.profile_hint) for batch in self.batches})
         rows = await self.db.execute(
             update(profiles)
-            .where(profiles.c.id.in_(ids), profiles.c.merged_into.is_(None))
+            .where(in_ids(self.dialect, profiles.c.id, ids), profiles.c.merged_into.is_(None))
             .values(last_seen_at=greatest(profiles.c.last_seen_at, self.now))
             .returning(profiles.c.id)
         )
@@ -261,7 +281,11 @@ class _Bulk:
         if not visits:
             return visits
         existing = set(
-            (await self.db.execute(select(sessions.c.id).where(sessions.c.id.in_(list(visits))))).scalars()
+            (
+                await self.db.execute(
+                    select(sessions.c.id).where(in_ids(self.dialect, sessions.c.id, list(visits)))
+                )
+            ).scalars()
         )
         new = [visit for visit in visits.values() if visit.id not in existing]
         if new:
@@ -355,8 +379,7 @@ class _Bulk:
         out: list[tuple[list[str], list[str]]] = [([], []) for _ in self.batches]
         if not rows:
             return out
-        stmt = insert_ignore(self.dialect, events, ["source_id", "dedup_key"]).returning(events.c.id)
-        inserted = set((await self.db.execute(stmt, rows)).scalars())
+        inserted = await self._insert(rows)
         missing: list[tuple[int, str, str]] = []
         for row, index in zip(rows, owner, strict=True):
             if row["id"] in inserted:
@@ -370,6 +393,23 @@ class _Bulk:
                 out[index][1].append(existing[(source, key)])
         return out
 
+    async def _insert(self, rows: list[dict[str, Any]]) -> set[str]:
+        """Insert the rows, skipping known dedup keys; return the ids actually inserted.
+
+        On PostgreSQL the rows travel as one array per column into a statement whose text
+        never changes, so it is prepared once per connection, whatever the group's size.
+        """
+        if self.dialect != "postgresql":
+            stmt = insert_ignore(self.dialect, events, ["source_id", "dedup_key"]).returning(events.c.id)
+            return set((await self.db.execute(stmt, rows)).scalars())
+        columns: dict[str, list[Any]] = {name: [] for name in rows[0]}
+        for row in rows:
+            for name, value in row.items():
+                columns[name].append(value)
+        columns["properties"] = [jsonutil.dumps_str(v) for v in columns["properties"]]
+        columns["context"] = [jsonutil.dumps_str(v) for v in columns["context"]]
+        return set((await self.db.execute(PG_INSERT_EVENTS, columns)).scalars())
+
     async def _existing_ids(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
         found: dict[tuple[str, str], str] = {}
         by_source: dict[str, list[str]] = defaultdict(list)
@@ -378,7 +418,7 @@ class _Bulk:
         for source, source_keys in by_source.items():
             rows = await self.db.execute(
                 select(events.c.dedup_key, events.c.id).where(
-                    events.c.source_id == source, events.c.dedup_key.in_(source_keys)
+                    events.c.source_id == source, in_ids(self.dialect, events.c.dedup_key, source_keys)
                 )
             )
             found.update({(source, row.dedup_key): row.id for row in rows})
