@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sys
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -77,7 +77,9 @@ def pg_url() -> Iterator[str]:
         message = f"PostgreSQL at {PG_URL} is unreachable ({problem}): PostgreSQL tests NOT RUN"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
-        warnings.warn(message, stacklevel=1)
+        # Loud on the terminal (pytest's -ra repeats it in the summary); a warning would be
+        # turned into an error by the suite's filterwarnings.
+        print(f"\n*** {message} ***", file=sys.__stderr__)
         pytest.skip(message)
     name = f"trackway_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     run_sync(_pg_admin(PG_URL, f'CREATE DATABASE "{name}"'))

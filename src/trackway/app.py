@@ -33,6 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings)
         uow = SqlUnitOfWork(engine)
+        if settings.metrics:
+            uow.observer = app.state.metrics
         app.state.services = AppServices(
             settings=settings,
             engine=engine,

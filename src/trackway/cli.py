@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,20 @@ from trackway.settings import Settings
 
 def _print_json(value: Any) -> None:
     sys.stdout.write(jsonutil.dumps(value).decode() + "\n")
+
+
+#: How long ``trackway serve`` lets in-flight requests finish after SIGTERM.
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
+
+def _exit_cleanly(_signum: int, _frame: Any) -> None:
+    """SIGTERM ends the process with status 0.
+
+    uvicorn shuts down gracefully on SIGTERM, then restores the handler it found and raises
+    the signal again; with the default handler the process would die of it (status 143)
+    after a clean shutdown, which supervisors report as a failure.
+    """
+    raise SystemExit(0)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -41,6 +56,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             "TRACKWAY_ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')",
             file=sys.stderr,
         )
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "trackway.app:create_app",
         factory=True,
@@ -48,7 +64,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=settings.port,
         workers=args.workers,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return 0
 

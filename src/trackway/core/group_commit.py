@@ -26,7 +26,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -35,19 +35,13 @@ from trackway import jsonutil
 from trackway.core import events as event_store
 from trackway.core import sessions as session_store
 from trackway.core.batch import IngestBatch, IngestResult
-from trackway.core.ingest import _Run, in_transaction, ingest_many
+from trackway.core.ingest import _Run, in_transaction, ingest_many, observe
 from trackway.core.uow import UnitOfWork
 from trackway.db.models import events, profiles, sessions
 from trackway.db.sql import PG_INSERT_EVENTS, greatest, in_ids, insert_ignore
 from trackway.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
-
-
-class CommitObserver(Protocol):
-    """Told about every committed group (metrics)."""
-
-    def observe_commit(self, batches: int, seconds: float) -> None: ...
 
 
 class GroupCommitWriter:
@@ -65,7 +59,6 @@ class GroupCommitWriter:
         window: float = 0.002,
         max_batches: int = 128,
         in_flight: int = 2,
-        observer: CommitObserver | None = None,
     ) -> None:
         self._uow = uow
         self._window = window
@@ -73,7 +66,6 @@ class GroupCommitWriter:
         # SQLite has one writer: a second group would only queue on its lock.
         self._slots = asyncio.Semaphore(1 if uow.dialect == "sqlite" else in_flight)
         self._writing: set[asyncio.Task[None]] = set()
-        self._observer = observer
         self._queue: list[tuple[IngestBatch, asyncio.Future[IngestResult]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -143,8 +135,7 @@ class GroupCommitWriter:
             return
         self.groups += 1
         self.batches += len(group)
-        if self._observer is not None:
-            self._observer.observe_commit(len(group), time.perf_counter() - started)
+        observe(self._uow, batches, results, time.perf_counter() - started)
         for (_, future), result in zip(group, results, strict=True):
             _settle(future, result=result)
 

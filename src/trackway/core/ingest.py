@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -51,7 +52,33 @@ async def ingest_many(batches: list[IngestBatch], uow: UnitOfWork) -> list[Inges
     async def work(db: AsyncConnection) -> list[IngestResult]:
         return [await _Run(db, uow.dialect, batch).run() for batch in batches]
 
-    return await in_transaction(uow, work)
+    started = time.perf_counter()
+    results = await in_transaction(uow, work)
+    observe(uow, batches, results, time.perf_counter() - started)
+    return results
+
+
+class IngestObserver(Protocol):
+    """Told about every committed transaction and the batches in it (``trackway.metrics``)."""
+
+    def observe_commit(self, batches: int, seconds: float) -> None: ...
+
+    def observe_ingest(self, dialect: str, stored: int, duplicates: int, merges: int) -> None: ...
+
+
+def observe(uow: UnitOfWork, batches: list[IngestBatch], results: list[IngestResult], seconds: float) -> None:
+    """Report a committed transaction to the unit of work's observer, if it has one."""
+    observer: IngestObserver | None = getattr(uow, "observer", None)
+    if observer is None:
+        return
+    observer.observe_commit(len(batches), seconds)
+    for batch, result in zip(batches, results, strict=True):
+        observer.observe_ingest(
+            batch.source.dialect,
+            len(result.stored_event_ids),
+            len(result.duplicate_event_ids),
+            len(result.merged),
+        )
 
 
 async def in_transaction(uow: UnitOfWork, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:

@@ -26,6 +26,8 @@ class SqlUnitOfWork:
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         #: Set by the app when group commit is on: ``core.ingest`` hands batches to it.
         self.group_writer: Any = None
+        #: Told about every committed transaction (``trackway.metrics.Metrics``), if set.
+        self.observer: Any = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
