@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench bench-scale clean
 
 install: $(STAMP)
 
@@ -29,7 +29,12 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: install
+	@sh bench/ensure-wrk.sh
 	$(BIN)/python bench/run.py
+
+bench-scale: install
+	@sh bench/ensure-wrk.sh
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
