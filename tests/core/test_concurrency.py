@@ -75,3 +75,35 @@ async def test_parallel_new_sessions_of_one_profile_count_every_visit(client, uo
     profile = (await client.get(f"/api/profiles/{profile_id}", headers=ADMIN)).json()
     assert profile["visits"] == visits + 1
     assert await count(uow, "sessions") == visits + 1
+
+
+async def test_parallel_multi_person_batches_lock_in_one_order(uow, tracardi_source, caplog) -> None:
+    """Tracify-style requests naming the same people in different orders wait, never deadlock."""
+    import logging
+    import random
+    from datetime import UTC, datetime
+
+    from trackway.core.batch import EventIn, IdentityRef, IngestBatch, RequestMeta, SourceRef
+    from trackway.core.ingest import ingest_many
+
+    people = [IdentityRef("person", f"p{i}", scope=SOURCE) for i in range(4)]
+
+    def request(seed: int) -> list[IngestBatch]:
+        order = people[:]
+        random.Random(seed).shuffle(order)
+        return [
+            IngestBatch(
+                source=SourceRef(SOURCE, "tracardi"),
+                meta=RequestMeta(received_at=datetime.now(UTC)),
+                identities=[ref],
+                events=[EventIn("e")],
+            )
+            for ref in order
+        ]
+
+    await ingest_many(request(0), uow)  # every person exists: the races are on their rows
+    with caplog.at_level(logging.INFO, logger="trackway.core.ingest"):
+        results = await asyncio.gather(*(ingest_many(request(seed), uow) for seed in range(1, 21)))
+    assert all(len(r) == 4 for r in results)
+    assert await count(uow, "events") == 4 * 21
+    assert not [r for r in caplog.records if "retry" in r.getMessage()]

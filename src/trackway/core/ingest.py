@@ -47,15 +47,32 @@ async def ingest(batch: IngestBatch, uow: UnitOfWork) -> IngestResult:
 
 
 async def ingest_many(batches: list[IngestBatch], uow: UnitOfWork) -> list[IngestResult]:
-    """Ingest several batches in one transaction: all are stored, or none (Tracify's batches)."""
+    """Ingest several batches in one transaction: all are stored, or none (Tracify's batches).
+
+    The batches run in the order of the person keys they name, not the order they came in,
+    and results are handed back in the order they came in. Two requests naming the same
+    people then lock their profiles in the same order and wait for each other instead of
+    deadlocking (which PostgreSQL would only notice after its deadlock_timeout).
+    """
+    order = sorted(range(len(batches)), key=lambda i: _person_key(batches[i]))
 
     async def work(db: AsyncConnection) -> list[IngestResult]:
-        return [await _Run(db, uow.dialect, batch).run() for batch in batches]
+        results: list[IngestResult | None] = [None] * len(batches)
+        for i in order:
+            results[i] = await _Run(db, uow.dialect, batches[i]).run()
+        return [result for result in results if result is not None]
 
     started = time.perf_counter()
     results = await in_transaction(uow, work)
     observe(uow, batches, results, time.perf_counter() - started)
     return results
+
+
+def _person_key(batch: IngestBatch) -> tuple[str, str, str]:
+    """A stable name for the person a batch is about: its strongest key, else its hint."""
+    for ref in sorted(batch.identities, key=lambda r: not r.strong):
+        return (ref.scope, ref.kind, ref.value)
+    return ("", "", batch.profile_hint or batch.session_key or "")
 
 
 class IngestObserver(Protocol):
