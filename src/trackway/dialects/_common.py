@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
+from urllib.parse import parse_qsl
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
@@ -99,3 +100,24 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+#: Where a url-encoded field came from, for the ``loc`` of a 422.
+Where = Literal["query", "body"]
+
+
+def urlencoded_fields(raw: bytes, where: Where, max_fields: int) -> list[tuple[str, str]]:
+    """Fields of a query string or form body; bytes that are not UTF-8 are a 422, not mojibake."""
+    try:
+        return parse_qsl(
+            raw.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=max_fields
+        )
+    except UnicodeDecodeError:
+        raise ValidationFailed.field((where,), "The fields must be UTF-8 (percent-encoded).") from None
+    except ValueError:
+        raise ValidationFailed.field((where,), f"More than {max_fields} fields.") from None
+
+
+def media_type(request: Request) -> str:
+    """The request's content type without parameters, lower-cased (``application/json``)."""
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()

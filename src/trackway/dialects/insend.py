@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, NoReturn
 from urllib.parse import parse_qsl, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
@@ -49,7 +49,14 @@ from trackway.core.batch import (
 )
 from trackway.core.identity import email_sha256
 from trackway.core.ingest import ingest
-from trackway.dialects._common import pydantic_errors, read_body, request_meta
+from trackway.dialects._common import (
+    Where,
+    media_type,
+    pydantic_errors,
+    read_body,
+    request_meta,
+    urlencoded_fields,
+)
 from trackway.errors import TrackwayError, ValidationFailed
 from trackway.responses import json_response
 from trackway.services import Services
@@ -72,7 +79,6 @@ INT_RANGE = (-(2**63), 2**64 - 1)
 #: Page fields of ``data`` kept in each event's context (seeds/README.md).
 PAGE_FIELDS = ("url", "domain", "host", "path", "title", "referrer")
 
-Where = Literal["query", "body"]
 Loc = tuple[str | int, ...]
 
 
@@ -106,36 +112,20 @@ class Params:
         return None if found is None else found[1]
 
 
-def _urlencoded(raw: bytes, where: Where) -> list[tuple[str, str]]:
-    """Fields of a query string or form body; bytes that are not UTF-8 are a 422, not mojibake."""
-    try:
-        return parse_qsl(
-            raw.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS
-        )
-    except UnicodeDecodeError:
-        raise ValidationFailed.field((where,), "The fields must be UTF-8 (percent-encoded).") from None
-    except ValueError:
-        raise ValidationFailed.field((where,), f"More than {MAX_FIELDS} fields.") from None
-
-
-def _content_type(request: Request) -> str:
-    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
-
-
 async def read_params(request: Request, limit: int) -> Params:
     """Query fields, then form fields over them: a form value wins over the query's (seed 003's clients).
 
     Within one place the last value of a repeated field wins, as PHP reads them.
     """
     values: dict[str, tuple[Where, str]] = {}
-    for key, value in _urlencoded(request.scope.get("query_string", b""), "query"):
+    for key, value in urlencoded_fields(request.scope.get("query_string", b""), "query", MAX_FIELDS):
         values[key] = ("query", value)
     where: Where = "query"
     body = await read_body(request, limit)
     if body:
-        if _content_type(request) not in FORM_TYPES:
+        if media_type(request) not in FORM_TYPES:
             raise UnsupportedMediaType()
-        for key, value in _urlencoded(body, "body"):
+        for key, value in urlencoded_fields(body, "body", MAX_FIELDS):
             values[key] = ("body", value)
         where = "body"
     return Params(values, where)

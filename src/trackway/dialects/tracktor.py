@@ -20,8 +20,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Request
@@ -41,7 +41,7 @@ from trackway.core.identity import email_sha256
 from trackway.core.ingest import ingest
 from trackway.core.sources import SourceInfo
 from trackway.db import queries
-from trackway.dialects._common import read_body, request_meta
+from trackway.dialects._common import Where, media_type, read_body, request_meta, urlencoded_fields
 from trackway.errors import BadSignature, TrackwayError, ValidationFailed
 from trackway.responses import json_response
 from trackway.services import Services
@@ -63,7 +63,6 @@ NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0"}
 
 _TS = re.compile(r"-?\d{1,15}")
 
-Where = Literal["query", "body"]
 Loc = tuple[str | int, ...]
 
 
@@ -79,33 +78,22 @@ class UnsupportedMediaType(TrackwayError):
 
 def is_form_request(request: Request) -> bool:
     """Tracktor's POST body is a url-encoded form; the dispatcher of ``POST /track`` asks this."""
-    content_type = request.headers.get("content-type", "")
-    return content_type.partition(";")[0].strip().lower() == FORM
-
-
-def _urlencoded(raw: bytes, where: Where) -> list[tuple[str, str]]:
-    """Fields of a query string or form body; bytes that are not UTF-8 are a 422, not mojibake."""
-    try:
-        return parse_qsl(
-            raw.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS
-        )
-    except UnicodeDecodeError:
-        raise ValidationFailed.field((where,), "The parameters must be UTF-8 (percent-encoded).") from None
-    except ValueError:
-        raise ValidationFailed.field((where,), f"More than {MAX_FIELDS} parameters.") from None
+    return media_type(request) == FORM
 
 
 async def read_params(request: Request, limit: int) -> Params:
     """The query string's fields, plus a POSTed form body's (bounded by ``limit`` bytes)."""
     query: bytes = request.scope.get("query_string", b"")
-    items: list[tuple[Where, str, str]] = [("query", k, v) for k, v in _urlencoded(query, "query")]
+    items: list[tuple[Where, str, str]] = [
+        ("query", k, v) for k, v in urlencoded_fields(query, "query", MAX_FIELDS)
+    ]
     where: Where = "query"
     if request.method == "POST":
         body = await read_body(request, limit)
         if body:
             if not is_form_request(request):
                 raise UnsupportedMediaType()
-            items.extend(("body", k, v) for k, v in _urlencoded(body, "body"))
+            items.extend(("body", k, v) for k, v in urlencoded_fields(body, "body", MAX_FIELDS))
             where = "body"
     return Params(items, where)
 
