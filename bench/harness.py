@@ -101,6 +101,35 @@ def create_source(env: Mapping[str, str], dialect: str) -> dict[str, Any]:
 # --- servers ------------------------------------------------------------------------------------
 
 
+def group_commit_stats(base: str) -> tuple[float, float] | None:
+    """Mean ingest batches per transaction and mean transaction ms, from one worker's /metrics.
+
+    ``None`` when the server has no such metrics (the reference apps). With several
+    workers the answer is the one worker that took the scrape's connection.
+    """
+    try:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in {
+            "trackway_commit_batch_size_sum",
+            "trackway_commit_batch_size_count",
+            "trackway_commit_seconds_sum",
+        }:
+            values[name] = float(value)
+    count = values.get("trackway_commit_batch_size_count", 0.0)
+    if not count:
+        return None
+    return (
+        values["trackway_commit_batch_size_sum"] / count,
+        values["trackway_commit_seconds_sum"] / count * 1000,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))

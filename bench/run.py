@@ -97,6 +97,9 @@ class RunResult:
     server_cpu_ms_per_request: float | None = None
     postgres_cpu_pct: float | None = None
     host_cpu_pct: float | None = None
+    #: Group commit, from the server's /metrics (one worker): batches per transaction, ms each.
+    group_batches: float | None = None
+    group_txn_ms: float | None = None
     status: dict[str, int] = field(default_factory=dict)
     mix: dict[str, int] = field(default_factory=dict)
     samples: list[str] = field(default_factory=list)
@@ -238,6 +241,10 @@ def bench_one(spec: RunSpec, args: argparse.Namespace) -> RunResult:
                     traffic=traffic_for(spec, args, sources),
                     max_requests=args.max_requests,
                 )
+                if spec.target == "trackway":
+                    groups = harness.group_commit_stats(server.base)
+                    if groups is not None:
+                        result.group_batches, result.group_txn_ms = groups
             fill(result, load)
             log_text = (tmp_dir / "server.log").read_text(errors="replace")
             if "Traceback" in log_text or "ERROR" in log_text:
@@ -282,7 +289,8 @@ def bench_one(spec: RunSpec, args: argparse.Namespace) -> RunResult:
 
 COLUMNS = (
     "run", "db", "workers", "traffic", "req/s", "events/s", "p50 ms", "p99 ms", "non-2xx", "errors",
-    "gen µs/req", "gen % machine", "server ms/req", "server CPU", "pg CPU", "host CPU", "check",
+    "gen µs/req", "gen % machine", "server ms/req", "server CPU", "pg CPU", "host CPU", "batches/txn",
+    "txn ms", "check",
 )  # fmt: skip
 
 
@@ -306,6 +314,8 @@ def table(results: list[RunResult]) -> str:
             fmt(r.server_cpu_pct, 0, "%"),
             fmt(r.postgres_cpu_pct if r.db == "postgresql" else None, 0, "%"),
             fmt(r.host_cpu_pct, 0, "%"),
+            fmt(r.group_batches, 1),
+            fmt(r.group_txn_ms, 1),
             "OK" if r.ok else r.check.split(":")[0],
         )
     return out.render()

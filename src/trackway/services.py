@@ -21,7 +21,8 @@ class AppServices:
     sources: SourceDirectory
 
 
-def _services(request: Request) -> AppServices:
+async def _services(request: Request) -> AppServices:
+    """Async on purpose: FastAPI runs a plain ``def`` dependency in a thread, per request."""
     services: AppServices = request.app.state.services
     return services
 

@@ -11,8 +11,16 @@ import pytest
 from tests.conftest import ADMIN, count
 from tests.helpers import tracker_payload
 from trackway.core import identity
-from trackway.core.batch import EventIn, IdentityRef, IngestBatch, MergeRequest, RequestMeta, SourceRef
-from trackway.core.group_commit import GroupCommitWriter, is_bulk
+from trackway.core.batch import (
+    EventIn,
+    IdentityRef,
+    IngestBatch,
+    IngestResult,
+    MergeRequest,
+    RequestMeta,
+    SourceRef,
+)
+from trackway.core.group_commit import GroupCommitWriter, is_bulk, write_group
 from trackway.core.ingest import ingest
 
 SOURCE = "3ee63fc6-490a-4fd8-bfb3-bf0c8c8d3387"
@@ -133,9 +141,70 @@ async def test_close_writes_every_queued_batch(app, uow, tracardi_source) -> Non
         await writer.submit(batches[0])
 
 
-def test_only_known_profiles_sending_events_take_the_bulk_path() -> None:
+def test_plain_batches_take_the_bulk_path() -> None:
     base = {"source": SourceRef(SOURCE, "tracardi"), "meta": RequestMeta(received_at=datetime.now(UTC))}
     assert is_bulk(IngestBatch(**base, profile_hint="p", session_key="s"))
-    assert not is_bulk(IngestBatch(**base, session_key="s"))
+    assert is_bulk(IngestBatch(**base, session_key="s"))  # a brand-new visitor
+    assert not is_bulk(IngestBatch(**base))  # nothing names the person or the visit
+    assert not is_bulk(IngestBatch(**base, session_key="s", save_session=False))
     assert not is_bulk(IngestBatch(**base, profile_hint="p", identities=[IdentityRef("person", "1", SOURCE)]))
     assert not is_bulk(IngestBatch(**base, profile_hint="p", visit_key="v"))
+
+
+def _new_visitor(session: str, profile: str | None = None) -> IngestBatch:
+    return IngestBatch(
+        source=SourceRef(SOURCE, "tracardi"),
+        meta=RequestMeta(received_at=datetime.now(UTC)),
+        events=[EventIn("page-view", dedup_key=str(uuid.uuid4()))],
+        profile_hint=profile,
+        session_key=session,
+    )
+
+
+async def test_new_visitors_in_one_group_share_the_profile_of_their_session(uow, tracardi_source) -> None:
+    batches = [_new_visitor("fresh") for _ in range(4)] + [_new_visitor("other", profile="stale-id")]
+    async with uow.transaction() as db:
+        results = await write_group(db, uow.dialect, batches)
+    assert len({r.profile_id for r in results[:4]}) == 1
+    assert [r.profile_created for r in results] == [True, False, False, False, True]
+    assert [r.session_created for r in results] == [True, False, False, False, True]
+    assert {r.resolved_by for r in results} == {"new"}
+    assert results[4].profile_id != "stale-id"
+    assert await count(uow, "profiles") == 2
+    assert await count(uow, "sessions") == 2
+    assert await count(uow, "events", profile_id=results[0].profile_id) == 4
+
+
+async def test_a_group_that_loses_the_race_for_a_new_session_joins_its_owner(uow, tracardi_source) -> None:
+    """Two groups in flight open the same new visitor's session: one profile survives.
+
+    On PostgreSQL the second group's session insert waits for the first group's commit,
+    then inserts nothing; its fresh profile is dropped and the batch lands on the owner.
+    On SQLite the second transaction only starts after the first commits.
+    """
+    first_in = asyncio.Event()
+    release = asyncio.Event()
+
+    async def first() -> list[IngestResult]:
+        async with uow.transaction() as db:
+            results = await write_group(db, uow.dialect, [_new_visitor("raced")])
+            first_in.set()
+            await release.wait()
+        return results
+
+    async def second() -> list[IngestResult]:
+        await first_in.wait()
+        async with uow.transaction() as db:
+            return await write_group(db, uow.dialect, [_new_visitor("raced"), _new_visitor("raced")])
+
+    first_task = asyncio.create_task(first())
+    second_task = asyncio.create_task(second())
+    await first_in.wait()
+    await asyncio.sleep(0.2)  # PostgreSQL: the second group is now waiting on the session's key
+    release.set()
+    (winner,), losers = await first_task, await second_task
+    assert {r.profile_id for r in losers} == {winner.profile_id}
+    assert not any(r.profile_created or r.session_created for r in losers)
+    assert await count(uow, "profiles") == 1
+    assert await count(uow, "sessions") == 1
+    assert await count(uow, "events", profile_id=winner.profile_id) == 3

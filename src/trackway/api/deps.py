@@ -10,7 +10,7 @@ from fastapi import Depends, Query, Request
 from trackway.errors import Unauthorized
 
 
-def _admin(request: Request) -> None:
+async def _admin(request: Request) -> None:
     """Bearer ``TRACKWAY_ADMIN_TOKEN``; with no token configured every call is refused."""
     expected = request.app.state.services.settings.admin_token
     header = request.headers.get("authorization", "")

@@ -6,13 +6,15 @@ whatever has queued up (up to ``max_batches``, after waiting ``window`` seconds 
 writes it in one transaction and commits once; only then does each request get its
 result and answer 2xx. Nothing is acknowledged before it is committed.
 
-The common batch, a known profile sending events in its visit (Tracardi's returning
-visitor), takes a bulk path: one ``UPDATE`` locks and touches every such profile, one
-``SELECT`` and at most one ``INSERT`` and one ``UPDATE`` settle the visits, and one
-``INSERT`` stores every event of the group. Every other batch (first sight of a visitor,
-identities, merges, traits, carts, derived visits) runs the ordinary per-batch steps of
-``core/ingest.py`` in the same transaction, after the bulk part: a merge in the group
-therefore sees, and moves, the events the bulk part stored.
+The common batches, a known profile sending events in its visit (Tracardi's returning
+visitor) and a brand-new visitor with only a session id, take a bulk path: one ``UPDATE``
+locks and touches every known profile, one ``SELECT`` finds the known sessions, one
+``INSERT`` makes the new visitors' profiles, at most one ``INSERT`` and two ``UPDATE`` statements
+settle the visits, and one ``INSERT`` stores every event of the group. Every other batch
+(identities, merges, traits, carts, derived visits, a lost profile recovered through its
+session) runs the ordinary per-batch steps of ``core/ingest.py`` in the same transaction,
+after the bulk part: a merge in the group therefore sees, and moves, the events the bulk
+part stored.
 
 If the group's transaction fails, each batch is written again on its own, so one bad
 batch does not sink its neighbours; a database that cannot be reached fails them all.
@@ -23,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway import jsonutil
@@ -166,16 +169,18 @@ def _settle(
 
 
 def is_bulk(batch: IngestBatch) -> bool:
-    """A known profile sending events: no identities, merges, traits, cart or derived visit."""
+    """Nothing to resolve but a profile id and a client session: no identities, merges,
+    traits, cart or derived visit. Tracardi's returning visitors, new visits of known
+    profiles and brand-new visitors all are."""
     return (
-        batch.profile_hint is not None
-        and not batch.identities
+        not batch.identities
         and not batch.merges
         and not batch.traits
         and not batch.unlink
         and batch.cart is None
         and batch.visit_key is None
         and batch.identified is None
+        and (batch.profile_hint is not None or _has_visit(batch))
     )
 
 
@@ -207,43 +212,61 @@ class _Visit:
 
 
 class _Bulk:
-    """The bulk path for a group's known-profile batches; returns ``None`` for those it leaves."""
+    """The bulk path for a group's plain batches; returns ``None`` for those it leaves.
+
+    A batch is resolved here when its profile id names a live profile, or when it names
+    no live profile and its session is unknown: a new visitor, who gets a new profile
+    (seed 001: an unknown profile id gets a new one). Batches of one new session share
+    that profile. A batch whose session already exists but whose profile is unknown
+    (lost-profile recovery) or merged is left to the per-batch steps.
+    """
 
     def __init__(self, db: AsyncConnection, dialect: str, batches: list[IngestBatch]) -> None:
         self.db = db
         self.dialect = dialect
         self.batches = batches
         self.now: datetime = max(batch.meta.received_at for batch in batches)
+        #: The profile each batch lands on; ``None``: left to the per-batch steps.
+        self.profile_of: list[str | None] = [None] * len(batches)
+        #: Profiles this group created, and the batch that created each.
+        self.fresh: dict[str, int] = {}
 
     async def run(self) -> list[IngestResult | None]:
         live = await self._lock_profiles()
-        mine = [batch.profile_hint in live for batch in self.batches]
-        visits = await self._visits([b for b, ok in zip(self.batches, mine, strict=True) if ok])
-        stored_by_batch = await self._store_events(mine, visits)
-        await self._settle_counts(visits, stored_by_batch, mine)
+        self.profile_of = [
+            batch.profile_hint if batch.profile_hint in live else None for batch in self.batches
+        ]
+        existing = await self._existing_sessions()
+        await self._create_profiles(existing)
+        visits = await self._visits(existing)
+        stored_by_batch = await self._store_events(visits)
+        await self._settle_counts(visits, stored_by_batch)
         results: list[IngestResult | None] = []
         for index, batch in enumerate(self.batches):
-            if not mine[index]:
-                results.append(None)  # merged or unknown hint: the per-batch steps follow it
+            profile_id = self.profile_of[index]
+            if profile_id is None:
+                results.append(None)  # merged, unknown with a known session: the per-batch steps
                 continue
             visit = visits.get(_visit_id(batch)) if _has_visit(batch) else None
             stored, duplicates = stored_by_batch[index]
             results.append(
                 IngestResult(
-                    profile_id=str(batch.profile_hint),
+                    profile_id=profile_id,
                     session_id=visit.id if visit else None,
                     stored_event_ids=stored,
                     duplicate_event_ids=duplicates,
-                    profile_created=False,
+                    profile_created=self.fresh.get(profile_id) == index,
                     session_created=bool(visit and visit.created and visit.first is batch),
-                    resolved_by="hint",
+                    resolved_by="new" if profile_id in self.fresh else "hint",
                 )
             )
         return results
 
     async def _lock_profiles(self) -> set[str]:
         """Lock and mark seen every live hinted profile, in id order (the merges' lock order)."""
-        ids = sorted({str(batch.profile_hint) for batch in self.batches})
+        ids = sorted({batch.profile_hint for batch in self.batches if batch.profile_hint is not None})
+        if not ids:
+            return set()
         rows = await self.db.execute(
             update(profiles)
             .where(in_ids(self.dialect, profiles.c.id, ids), profiles.c.merged_into.is_(None))
@@ -252,11 +275,53 @@ class _Bulk:
         )
         return set(rows.scalars())
 
-    async def _visits(self, batches: list[IngestBatch]) -> dict[str, _Visit]:
+    async def _existing_sessions(self) -> set[str]:
+        ids = sorted({_visit_id(batch) for batch in self.batches if _has_visit(batch)})
+        if not ids:
+            return set()
+        rows = await self.db.execute(select(sessions.c.id).where(in_ids(self.dialect, sessions.c.id, ids)))
+        return set(rows.scalars())
+
+    async def _create_profiles(self, existing: set[str]) -> None:
+        """A new profile for each new session that no live profile of the group opens."""
+        claimed = {
+            _visit_id(batch)
+            for batch, profile_id in zip(self.batches, self.profile_of, strict=True)
+            if profile_id is not None and _has_visit(batch)
+        }
+        new_for: dict[str, str] = {}
+        rows: list[dict[str, Any]] = []
+        for index, batch in enumerate(self.batches):
+            if self.profile_of[index] is not None or not _has_visit(batch):
+                continue
+            visit_id = _visit_id(batch)
+            if visit_id in existing or visit_id in claimed:
+                continue  # its session names the profile: the per-batch steps find it
+            profile_id = new_for.get(visit_id)
+            if profile_id is None:
+                profile_id = new_for[visit_id] = str(uuid.uuid4())
+                self.fresh[profile_id] = index
+                at = batch.meta.received_at
+                rows.append(
+                    {
+                        "id": profile_id,
+                        "traits": {},
+                        "anonymous": True,
+                        "visits": 0,
+                        "created_at": at,
+                        "updated_at": at,
+                        "last_seen_at": at,
+                    }
+                )
+            self.profile_of[index] = profile_id
+        if rows:
+            await self.db.execute(insert(profiles), rows)
+
+    async def _visits(self, existing: set[str]) -> dict[str, _Visit]:
         """Continue the known sessions and open the new ones, one statement each."""
         visits: dict[str, _Visit] = {}
-        for batch in batches:
-            if not _has_visit(batch):
+        for batch, profile_id in zip(self.batches, self.profile_of, strict=True):
+            if profile_id is None or not _has_visit(batch):
                 continue
             visit_id = _visit_id(batch)
             visit = visits.get(visit_id)
@@ -265,20 +330,14 @@ class _Bulk:
                     id=visit_id,
                     source_id=batch.source.id,
                     client_key=str(batch.session_key),
-                    profile_id=str(batch.profile_hint),
+                    profile_id=profile_id,
                     first=batch,
                 )
             visit.expected += event_store.expected_count(batch.events)
         if not visits:
             return visits
-        existing = set(
-            (
-                await self.db.execute(
-                    select(sessions.c.id).where(in_ids(self.dialect, sessions.c.id, list(visits)))
-                )
-            ).scalars()
-        )
-        new = [visit for visit in visits.values() if visit.id not in existing]
+        # Sorted: two groups opening the same sessions wait on each other in one order.
+        new = sorted((v for v in visits.values() if v.id not in existing), key=lambda v: v.id)
         if new:
             rows = [
                 {
@@ -299,9 +358,27 @@ class _Bulk:
             for visit in new:
                 visit.created = visit.id in created
             await self._count_visits([visit.profile_id for visit in new if visit.created])
+            await self._drop_lost([visit for visit in new if not visit.created], visits)
         touched = [visit for visit in visits.values() if not visit.created]
         await self._touch(touched, {visit.id: visit.expected for visit in touched})
         return visits
+
+    async def _drop_lost(self, lost: list[_Visit], visits: dict[str, _Visit]) -> None:
+        """A concurrent group opened these sessions first: a profile made for one is unused.
+
+        Its batches go to the per-batch steps, which find the session's owner.
+        """
+        unused = [visit.profile_id for visit in lost if visit.profile_id in self.fresh]
+        if not unused:
+            return
+        for visit in lost:
+            if visit.profile_id in self.fresh:
+                del visits[visit.id]
+        gone = set(unused)
+        self.profile_of = [None if p in gone else p for p in self.profile_of]
+        for profile_id in unused:
+            del self.fresh[profile_id]
+        await self.db.execute(delete(profiles).where(in_ids(self.dialect, profiles.c.id, unused)))
 
     async def _count_visits(self, profile_ids: list[str]) -> None:
         if not profile_ids:
@@ -332,15 +409,14 @@ class _Bulk:
             rows,
         )
 
-    async def _store_events(
-        self, mine: list[bool], visits: dict[str, _Visit]
-    ) -> list[tuple[list[str], list[str]]]:
+    async def _store_events(self, visits: dict[str, _Visit]) -> list[tuple[list[str], list[str]]]:
         """One insert for every event of the group; duplicates answer with the stored event's id."""
         rows: list[dict[str, Any]] = []
         owner: list[int] = []
         repeated: list[tuple[int, str, str]] = []
         for index, batch in enumerate(self.batches):
-            if not mine[index]:
+            profile_id = self.profile_of[index]
+            if profile_id is None:
                 continue
             visit = visits.get(_visit_id(batch)) if _has_visit(batch) else None
             if visit is None:
@@ -356,7 +432,7 @@ class _Bulk:
                     {
                         "id": event_store.uuid7(),
                         "source_id": batch.source.id,
-                        "profile_id": batch.profile_hint,
+                        "profile_id": profile_id,
                         "session_id": visit.id if visit else None,
                         "type": event.type,
                         "time": event.time or batch.meta.received_at,
@@ -419,12 +495,11 @@ class _Bulk:
         self,
         visits: dict[str, _Visit],
         stored_by_batch: list[tuple[list[str], list[str]]],
-        mine: list[bool],
     ) -> None:
         """Visits were counted before duplicates were known; take the duplicates back off."""
         stored_per_visit: dict[str, int] = defaultdict(int)
         for index, batch in enumerate(self.batches):
-            if mine[index] and _has_visit(batch):
+            if self.profile_of[index] is not None and _has_visit(batch):
                 stored_per_visit[_visit_id(batch)] += len(stored_by_batch[index][0])
         off = {vid: stored_per_visit[vid] - v.expected for vid, v in visits.items()}
         wrong = [visits[vid] for vid, delta in off.items() if delta != 0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
@@ -156,28 +157,43 @@ class SourceDirectory:
     """Sources by id, cached for a few seconds: every collector request looks one up.
 
     Only a cache: a source disabled through this process's API is dropped at once,
-    other workers see the change within ``ttl`` seconds.
+    other workers see the change within ``ttl`` seconds. When an entry expires under
+    load, one lookup refreshes it and the requests arriving meanwhile wait for that
+    one, instead of each taking a pooled connection for the same row.
     """
 
     def __init__(self, uow: UnitOfWork, ttl: float) -> None:
         self._uow = uow
         self._ttl = ttl
         self._cache: dict[str, tuple[float, SourceInfo | None]] = {}
+        self._pending: dict[str, asyncio.Future[SourceInfo | None]] = {}
+        #: Bumped by ``invalidate``: a lookup started before it must not refill the cache.
+        self._generation = 0
 
     async def get(self, source_id: str) -> SourceInfo | None:
-        now = time.monotonic()
         hit = self._cache.get(source_id)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        pending = self._pending.get(source_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._lookup(source_id, self._generation))
+            self._pending[source_id] = pending
+            pending.add_done_callback(lambda _: self._pending.pop(source_id, None))
+        # Shielded: a waiter that goes away (client disconnect) does not cancel the others' lookup.
+        return await asyncio.shield(pending)
+
+    async def _lookup(self, source_id: str, generation: int) -> SourceInfo | None:
         info = await get_source(self._uow, source_id)
-        if self._ttl > 0:
+        if self._ttl > 0 and generation == self._generation:
             if len(self._cache) > 10_000:
                 self._cache.clear()  # unknown ids sent by a flood must not grow it forever
-            self._cache[source_id] = (now + self._ttl, info)
+            self._cache[source_id] = (time.monotonic() + self._ttl, info)
         return info
 
     def invalidate(self, source_id: str) -> None:
+        self._generation += 1
         self._cache.pop(source_id, None)
+        self._pending.pop(source_id, None)
 
     async def authenticate(
         self, source_id: str | None, dialect: str, *, origin: str | None = None
