@@ -213,6 +213,63 @@ def reference_app_command(module: str, port: int) -> list[str]:
     ]
 
 
+# --- profiling ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def py_spy(pid: int, out: Path, seconds: float) -> Iterator[None]:
+    """Sample ``pid`` with py-spy (``--nonblocking``: the server is not paused) while the block runs.
+
+    Writes py-spy's collapsed stacks to ``out``; ``summarize_profile`` reads them. py-spy is a
+    PyPI package (``pip install py-spy``) that needs ptrace rights over the server (root here).
+    """
+    py_spy_bin = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
+    if py_spy_bin is None:
+        raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
+    command = [
+        py_spy_bin, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--nonblocking",
+        "--duration", str(max(1, int(seconds))), "--output", str(out),
+    ]  # fmt: skip
+    recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        try:
+            recorder.wait(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+            recorder.wait()
+
+
+def summarize_profile(path: Path, top: int = 25) -> list[str]:
+    """The functions with the most samples, by self time and by total time, from collapsed stacks."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        samples += count
+        frames = [frame.strip() for frame in stack.split(";") if frame.strip()]
+        frames = [frame for frame in frames if not frame.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0) + count
+    if not samples:
+        return ["(no samples)"]
+    lines = [f"{samples} samples; self time:"]
+    for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {100 * n / samples:5.1f} %  {frame}")
+    lines.append("total time (the frame or anything it called):")
+    for frame, n in sorted(total.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {100 * n / samples:5.1f} %  {frame}")
+    return lines
+
+
 # --- CPU accounting (Linux /proc) ---------------------------------------------------------------
 
 

@@ -26,6 +26,8 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -192,6 +194,21 @@ def check(result: RunResult, spec: RunSpec) -> None:
             result.check += " (wrk did not drain: requests were cut off without an answer)"
 
 
+@contextmanager
+def profiled(spec: RunSpec, args: argparse.Namespace, pid: int) -> Iterator[None]:
+    """With ``--profile DIR``, py-spy samples a 1-worker server over the load; its summary is printed."""
+    if args.profile is None or spec.workers != 1:
+        yield
+        return
+    args.profile.mkdir(parents=True, exist_ok=True)
+    out = args.profile / f"{spec.name}.txt"
+    with harness.py_spy(pid, out, args.duration):
+        yield
+    summary = harness.summarize_profile(out)
+    (args.profile / f"{spec.name}-summary.txt").write_text("\n".join(summary) + "\n")
+    print("  profile (py-spy, " + str(out) + "):\n    " + "\n    ".join(summary[:16]), flush=True)
+
+
 def bench_one(spec: RunSpec, args: argparse.Namespace) -> RunResult:
     result = RunResult(
         name=spec.name,
@@ -231,7 +248,10 @@ def bench_one(spec: RunSpec, args: argparse.Namespace) -> RunResult:
             else:
                 env = {**os.environ, "BENCH_NAIVE_DSN": harness.pg_url(admin_url, BENCH_DATABASE)}
                 command, ready = harness.reference_app_command(f"{spec.target}_app", port), "/healthz"
-            with harness.running_server(command, env, port, ready, tmp_dir / "server.log") as server:
+            with (
+                harness.running_server(command, env, port, ready, tmp_dir / "server.log") as server,
+                profiled(spec, args, server.pid),
+            ):
                 load = harness.run_wrk(
                     server.base,
                     duration=args.duration,
@@ -431,6 +451,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=harness.RESULTS_DIR / "latest.json",
         help="results file (results/latest.json)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="sample each 1-worker server with py-spy over its load; stacks and a summary go to DIR",
     )
     args = parser.parse_args(argv)
     unknown = [name for name in args.runs.split(",") if name not in RUNS]

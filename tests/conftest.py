@@ -22,11 +22,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from trackway.app import create_app
 from trackway.core import sources as source_service
 from trackway.core.sources import SourceInfo
 from trackway.db import models
+from trackway.db.errors import is_unavailable
 from trackway.db.migrate import upgrade
 from trackway.db.uow import SqlUnitOfWork
 from trackway.settings import Settings
@@ -147,6 +149,56 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
+
+
+@pytest.fixture(autouse=True)
+def events_reference_real_rows(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test with an app: no event points at a missing profile, session or source.
+
+    The events table has no foreign keys (migration 0003); the ingest core keeps its
+    references, and this checks it after every test that wrote through the core. It runs
+    before the app's teardown, on a connection of its own.
+    """
+    if "app" not in request.fixturenames:
+        yield
+        return
+    test_settings: Settings = request.getfixturevalue("settings")
+    request.getfixturevalue("app")
+    yield
+
+    async def check() -> dict[str, int]:
+        engine = create_async_engine(test_settings.database_url)
+        try:
+            return await orphan_events(SqlUnitOfWork(engine))
+        finally:
+            await engine.dispose()
+
+    try:
+        found = run_sync(check())
+    except Exception as exc:
+        if is_unavailable(exc):
+            return  # the test made its database unreachable: nothing to check
+        raise
+    assert found == {}, f"events pointing at missing rows: {found}"
+
+
+async def orphan_events(uow: SqlUnitOfWork) -> dict[str, int]:
+    """Events whose profile, session or source does not exist, by the missing kind."""
+    checks = {
+        "profile": "SELECT count(*) FROM events e WHERE e.profile_id IS NOT NULL "
+        "AND NOT EXISTS (SELECT 1 FROM profiles p WHERE p.id = e.profile_id)",
+        "session": "SELECT count(*) FROM events e WHERE e.session_id IS NOT NULL "
+        "AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = e.session_id)",
+        "source": "SELECT count(*) FROM events e "
+        "WHERE NOT EXISTS (SELECT 1 FROM sources s WHERE s.id = e.source_id)",
+    }
+    found: dict[str, int] = {}
+    async with uow.read() as db:
+        for kind, sql in checks.items():
+            n = int((await db.exec_driver_sql(sql)).scalar_one())
+            if n:
+                found[kind] = n
+    return found
 
 
 @pytest.fixture

@@ -125,9 +125,12 @@ async def test_weak_key_never_merges_two_identified_people(uow, tracardi_source)
 
 async def test_ingest_many_is_all_or_nothing(uow, tracardi_source) -> None:
     good = batch(IdentityRef("person", "ok", scope=SOURCE), events=[EventIn("a")])
+    # Runs after `good` (its person key sorts later); its session names a missing source.
     bad = IngestBatch(
         source=SourceRef("no-such-source", "tracardi"),
         meta=RequestMeta(received_at=datetime.now(UTC)),
+        identities=[IdentityRef("person", "zz", scope=SOURCE)],
+        session_key="s",
         events=[EventIn("b")],
     )
     with pytest.raises(Exception, match=r"(?i)foreign key|constraint"):

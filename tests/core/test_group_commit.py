@@ -20,7 +20,8 @@ from trackway.core.batch import (
     RequestMeta,
     SourceRef,
 )
-from trackway.core.group_commit import GroupCommitWriter, is_bulk, write_group
+from trackway.core.bulk import is_bulk
+from trackway.core.group_commit import GroupCommitWriter, write_group
 from trackway.core.ingest import ingest
 
 SOURCE = "3ee63fc6-490a-4fd8-bfb3-bf0c8c8d3387"
@@ -78,16 +79,17 @@ async def test_mixed_traffic_is_written_in_groups_and_every_answer_is_stored(
 async def test_a_bad_batch_does_not_sink_its_group(app, uow, tracardi_source) -> None:
     writer = writer_of(app)
 
-    def batch(source: str, key: str) -> IngestBatch:
+    def batch(source: str, key: str, session: str | None = None) -> IngestBatch:
         return IngestBatch(
             source=SourceRef(source, "tracardi"),
             meta=RequestMeta(received_at=datetime.now(UTC)),
             identities=[IdentityRef("person", key, scope=source)],
+            session_key=session,
             events=[EventIn("e", dedup_key=str(uuid.uuid4()))],
         )
 
     good = [batch(SOURCE, f"p{i}") for i in range(5)]
-    bad = batch("no-such-source", "x")  # violates the events -> sources foreign key
+    bad = batch("no-such-source", "x", session="s")  # violates the sessions -> sources foreign key
     outcomes = await asyncio.gather(
         *(writer.submit(b) for b in [*good[:3], bad, *good[3:]]), return_exceptions=True
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import ClauseElement, ColumnElement, String, Table, any_, case, literal, text
+from sqlalchemy import ClauseElement, ColumnElement, String, Table, any_, case, literal
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -51,22 +51,3 @@ def in_ids(dialect: str, column: Any, ids: list[str]) -> ColumnElement[bool]:
     if dialect == "postgresql":
         return column == any_(literal(ids, postgresql.ARRAY(String())))
     return cast(ColumnElement[bool], column.in_(ids))
-
-
-#: Events of a whole group in one statement of fixed text (PostgreSQL): one array per column.
-PG_INSERT_EVENTS = text(
-    """
-    INSERT INTO events (id, source_id, profile_id, session_id, type, time, received_at,
-                        properties, context, dedup_key)
-    SELECT id, source_id, profile_id, session_id, type, time, received_at,
-           CAST(properties AS jsonb), CAST(context AS jsonb), dedup_key
-    FROM unnest(CAST(:id AS varchar[]), CAST(:source_id AS varchar[]), CAST(:profile_id AS varchar[]),
-                CAST(:session_id AS varchar[]), CAST(:type AS varchar[]), CAST(:time AS timestamptz[]),
-                CAST(:received_at AS timestamptz[]), CAST(:properties AS text[]), CAST(:context AS text[]),
-                CAST(:dedup_key AS varchar[]))
-         AS rows(id, source_id, profile_id, session_id, type, time, received_at,
-                 properties, context, dedup_key)
-    ON CONFLICT (source_id, dedup_key) DO NOTHING
-    RETURNING id
-    """
-)

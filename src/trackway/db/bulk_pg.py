@@ -1,0 +1,166 @@
+"""The bulk path's statements on PostgreSQL, sent through asyncpg directly.
+
+Each step is one statement of fixed text (rows travel as one array per column through
+``unnest``), so asyncpg prepares it once per connection whatever the group's size, and
+the group's write costs four round trips plus ``COMMIT``. The statements run on the
+asyncpg connection under SQLAlchemy's, inside the transaction SQLAlchemy began: the first
+one goes through SQLAlchemy, which sends the ``BEGIN``; the rest skip its per-statement
+cost (about 0.1 ms of CPU each, measured), which the hot path pays for every group.
+
+Locks are taken in id order: profiles by ``= ANY`` over their primary key (PostgreSQL
+scans the sorted array in index order), sessions the same way, new sessions inserted in
+sorted order. Two groups sharing rows therefore queue behind each other instead of
+deadlocking.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from trackway import jsonutil
+from trackway.core.bulk import EventColumns, NewSession
+
+_LOCK_AND_FIND = text(
+    """
+    WITH locked AS (
+        UPDATE profiles SET last_seen_at = GREATEST(last_seen_at, CAST(:at AS timestamptz))
+        WHERE id = ANY(CAST(:profiles AS varchar[])) AND merged_into IS NULL
+        RETURNING id
+    )
+    SELECT true AS profile, id FROM locked
+    UNION ALL
+    SELECT false AS profile, id FROM sessions WHERE id = ANY(CAST(:sessions AS varchar[]))
+    """
+)
+
+_INSERT_PROFILES = """
+    INSERT INTO profiles (id, traits, anonymous, visits, created_at, updated_at, last_seen_at)
+    SELECT id, '{}'::jsonb, true, 0, at, at, at
+    FROM unnest($1::varchar[], $2::timestamptz[]) AS p(id, at)
+"""
+
+_OPEN_SESSIONS = """
+    WITH created AS (
+        INSERT INTO sessions (id, source_id, client_key, visit_key, profile_id, started_at,
+                              last_event_at, event_count, context)
+        SELECT id, source_id, client_key, NULL, profile_id, started_at, started_at, 0, context::jsonb
+        FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::timestamptz[],
+                    $6::text[]) AS s(id, source_id, client_key, profile_id, started_at, context)
+        ORDER BY id
+        ON CONFLICT (source_id, client_key) DO NOTHING
+        RETURNING id, profile_id
+    ), counted AS (
+        UPDATE profiles SET visits = profiles.visits + c.n
+        FROM (SELECT profile_id, count(*)::int AS n FROM created GROUP BY profile_id) AS c
+        WHERE profiles.id = c.profile_id
+    )
+    SELECT id FROM created
+"""
+
+_DELETE_PROFILES = "DELETE FROM profiles WHERE id = ANY($1::varchar[])"
+
+_INSERT_EVENTS = """
+    WITH inserted AS (
+        INSERT INTO events (id, source_id, profile_id, session_id, type, time, received_at,
+                            properties, context, dedup_key)
+        SELECT id, source_id, profile_id, session_id, type, time, received_at,
+               properties::jsonb, context::jsonb, dedup_key
+        FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[],
+                    $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[], $10::varchar[])
+             AS e(id, source_id, profile_id, session_id, type, time, received_at,
+                  properties, context, dedup_key)
+        ON CONFLICT (source_id, dedup_key) DO NOTHING
+        RETURNING id, session_id
+    ), counts AS (
+        SELECT session_id, count(*)::int AS n FROM inserted WHERE session_id IS NOT NULL
+        GROUP BY session_id
+    ), touched AS (
+        UPDATE sessions
+        SET last_event_at = GREATEST(last_event_at, $11::timestamptz),
+            event_count = event_count
+                + COALESCE((SELECT n FROM counts WHERE counts.session_id = sessions.id), 0)
+        WHERE id = ANY($12::varchar[])
+    )
+    SELECT id FROM inserted
+"""
+
+_STORED_EVENT_IDS = """
+    SELECT dedup_key, id FROM events WHERE source_id = $1 AND dedup_key = ANY($2::varchar[])
+"""
+
+
+class PgBulkStore:
+    """``core.bulk.BulkStore`` on PostgreSQL. ``lock_profiles_and_find_sessions`` comes first."""
+
+    def __init__(self, db: AsyncConnection) -> None:
+        self._db = db
+        self._conn: asyncpg.Connection | None = None
+
+    async def _driver(self) -> asyncpg.Connection:
+        if self._conn is None:
+            raw = await self._db.get_raw_connection()
+            conn: asyncpg.Connection = raw.driver_connection
+            if not conn.is_in_transaction():
+                raise RuntimeError("the bulk path writes only inside the group's transaction")
+            self._conn = conn
+        return self._conn
+
+    async def lock_profiles_and_find_sessions(
+        self, profile_ids: list[str], session_ids: list[str], at: datetime
+    ) -> tuple[set[str], set[str]]:
+        # Through SQLAlchemy: it begins the transaction the raw statements then run in.
+        rows = await self._db.execute(
+            _LOCK_AND_FIND, {"at": at, "profiles": profile_ids, "sessions": session_ids}
+        )
+        live: set[str] = set()
+        existing: set[str] = set()
+        for is_profile, row_id in rows:
+            (live if is_profile else existing).add(row_id)
+        return live, existing
+
+    async def insert_profiles(self, ids: list[str], at: list[datetime]) -> None:
+        await (await self._driver()).execute(_INSERT_PROFILES, ids, at)
+
+    async def open_sessions(self, new: list[NewSession]) -> set[str]:
+        rows = await (await self._driver()).fetch(
+            _OPEN_SESSIONS,
+            [s.id for s in new],
+            [s.source_id for s in new],
+            [s.client_key for s in new],
+            [s.profile_id for s in new],
+            [s.started_at for s in new],
+            [jsonutil.dumps_str(s.context) for s in new],
+        )
+        return {row[0] for row in rows}
+
+    async def delete_profiles(self, ids: list[str]) -> None:
+        await (await self._driver()).execute(_DELETE_PROFILES, ids)
+
+    async def insert_events(self, rows: EventColumns, sessions: list[str], at: datetime) -> set[str]:
+        if not len(rows) and not sessions:
+            return set()
+        dumps = jsonutil.dumps_str
+        found = await (await self._driver()).fetch(
+            _INSERT_EVENTS,
+            rows.id,
+            rows.source_id,
+            rows.profile_id,
+            rows.session_id,
+            rows.type,
+            rows.time,
+            rows.received_at,
+            [dumps(value) for value in rows.properties],
+            [dumps(value) for value in rows.context],
+            rows.dedup_key,
+            at,
+            sessions,
+        )
+        return {row[0] for row in found}
+
+    async def stored_event_ids(self, source_id: str, keys: list[str]) -> dict[str, str]:
+        rows = await (await self._driver()).fetch(_STORED_EVENT_IDS, source_id, keys)
+        return {row[0]: row[1] for row in rows}
