@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -20,9 +22,24 @@ from trackway.core.sources import SourceDirectory
 from trackway.db.engine import make_engine
 from trackway.db.uow import SqlUnitOfWork
 from trackway.dialects import dispatch, insend, tracardi, tracify, tracker_script, tracktor
+from trackway.dialects.routes import lean_routes
 from trackway.metrics import Metrics, RequestMetricsMiddleware
 from trackway.services import AppServices
 from trackway.settings import Settings
+
+#: Routers of the endpoints that trackers call: served lean (``dialects/routes.py``).
+COLLECTOR_ROUTERS = (dispatch.router, tracker_script.router, tracktor.router, insend.router, tracify.router)
+
+
+def _telemetry_option(enabled: bool) -> dict[str, Any]:
+    """FastAPI's native OpenTelemetry (FastAPI 0.165 and newer), off unless asked for.
+
+    When on, every request looks up the global tracer, meter and logger providers (reading
+    the environment each time) even when none is configured; when off, it checks one flag.
+    """
+    if enabled or "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -63,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Customer data platform collector: Tracardi, Tracktor.io, InSend and Tracify dialects.",
         lifespan=lifespan,
+        **_telemetry_option(settings.opentelemetry),
     )
     # Snippets post from other sites. Preflights are answered for any origin; the
     # per-source allow-list is enforced on the request itself, where the source is known.
@@ -79,12 +97,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     api_errors.install(app)
     app.include_router(health.router)
-    app.include_router(dispatch.router)
+    for router in COLLECTOR_ROUTERS:
+        app.include_router(router)
     app.include_router(tracardi.router)
-    app.include_router(tracker_script.router)
-    app.include_router(tracktor.router)
-    app.include_router(insend.router)
-    app.include_router(tracify.router)
+    # The same collector endpoints as lean Starlette routes, matched first (dialects/routes.py).
+    app.router.routes[0:0] = lean_routes(COLLECTOR_ROUTERS)
     app.include_router(sources_api.router)
     app.include_router(profiles.router)
     app.include_router(demo.router)

@@ -28,3 +28,9 @@ async def _services(request: Request) -> AppServices:
 
 
 Services = Annotated[AppServices, Depends(_services)]
+
+
+def services_of(request: Request) -> AppServices:
+    """The services, for the collector routes: they take no FastAPI dependencies (``dialects/routes.py``)."""
+    services: AppServices = request.app.state.services
+    return services

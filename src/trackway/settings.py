@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     demo: bool = Field(False, description="Serve the demo page at /demo.")
     metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics (no auth); off: 404.")
     log_level: str = Field("info", description="uvicorn log level.")
+    opentelemetry: bool = Field(
+        False,
+        description="FastAPI's native OpenTelemetry spans, metrics and logs, when a provider is "
+        "configured; off, each request skips the check for one.",
+    )
 
     @property
     def is_sqlite(self) -> bool:

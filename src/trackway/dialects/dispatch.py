@@ -13,10 +13,10 @@ from fastapi.responses import Response
 
 from trackway.dialects import tracardi, tracktor
 from trackway.dialects._common import read_body
-from trackway.services import Services
+from trackway.services import services_of
 
 
-async def track(request: Request, services: Services) -> Response:
+async def track(request: Request) -> Response:
     """Tracktor for a form body, Tracardi for everything else.
 
     One exception: ``curl -d '{...}'`` labels a JSON body as a form. A form whose body is
@@ -24,11 +24,11 @@ async def track(request: Request, services: Services) -> Response:
     Tracardi. The body read here is kept on the request for the handler to read again.
     """
     if tracktor.is_form_request(request):
-        body = await read_body(request, services.settings.max_body_bytes)
+        body = await read_body(request, services_of(request).settings.max_body_bytes)
         request._body = body  # Starlette replays a read body to later readers
         if not body.lstrip().startswith(b"{"):
-            return await tracktor.track(request, services)
-    return await tracardi.track(request, services)
+            return await tracktor.track(request)
+    return await tracardi.track(request)
 
 
 router = APIRouter(tags=["tracardi", "tracktor"])

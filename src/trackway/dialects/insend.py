@@ -59,7 +59,7 @@ from trackway.dialects._common import (
 )
 from trackway.errors import TrackwayError, ValidationFailed
 from trackway.responses import json_response
-from trackway.services import Services
+from trackway.services import services_of
 
 DIALECT = "insend"
 FORM = "application/x-www-form-urlencoded"
@@ -615,8 +615,9 @@ router = APIRouter(tags=["insend"])
 
 
 @router.post("/watch/event", summary="InSend event (seed 003): fields in the query string or a form body")
-async def watch_event(request: Request, services: Services) -> Response:
+async def watch_event(request: Request) -> Response:
     """Authenticate ``app_key``, validate, ingest; answer with the profile the event landed on."""
+    services = services_of(request)
     settings = services.settings
     params = await read_params(request, settings.max_body_bytes)
     info = await services.sources.authenticate(

@@ -27,7 +27,7 @@ from trackway.dialects._common import (
 )
 from trackway.errors import PayloadTooLarge
 from trackway.responses import json_response
-from trackway.services import Services
+from trackway.services import services_of
 
 DIALECT = "tracardi"
 
@@ -150,8 +150,9 @@ def to_batch(
 router = APIRouter(tags=["tracardi"])
 
 
-async def track(request: Request, services: Services) -> Response:
+async def track(request: Request) -> Response:
     """Tracardi tracker payload: JSON, also as ``text/plain`` from ``navigator.sendBeacon``."""
+    services = services_of(request)
     settings = services.settings
     body = await read_body(request, settings.max_body_bytes)
     payload = parse_model(TrackerPayload, body)

@@ -35,7 +35,7 @@ from trackway.core.sources import SourceInfo
 from trackway.dialects._common import parse_model, pydantic_errors, read_body
 from trackway.errors import InvalidSource, PayloadTooLarge, ValidationFailed
 from trackway.responses import json_response
-from trackway.services import AppServices, Services
+from trackway.services import AppServices, services_of
 
 DIALECT = "tracify"
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -473,8 +473,9 @@ def render(results: list[IngestResult]) -> dict[str, Any]:
 router = APIRouter(tags=["tracify"])
 
 
-async def tracify_events(request: Request, services: Services) -> Response:
+async def tracify_events(request: Request) -> Response:
     """Seed 002's batch: check everything, authenticate, then store all events in one transaction."""
+    services = services_of(request)
     settings = services.settings
     api_key = request.headers.get("x-api-key")
     if not api_key:

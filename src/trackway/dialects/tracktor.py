@@ -44,7 +44,7 @@ from trackway.db import queries
 from trackway.dialects._common import Where, media_type, read_body, request_meta, urlencoded_fields
 from trackway.errors import BadSignature, TrackwayError, ValidationFailed
 from trackway.responses import json_response
-from trackway.services import Services
+from trackway.services import AppServices, services_of
 
 DIALECT = "tracktor"
 FORM = "application/x-www-form-urlencoded"
@@ -481,11 +481,11 @@ def render(request: Request, pixel: bool, profile_id: str) -> Response:
 # --- routes ---------------------------------------------------------------------------------
 
 
-async def _authenticate(request: Request, services: Services, sid: str | None) -> SourceInfo:
+async def _authenticate(request: Request, services: AppServices, sid: str | None) -> SourceInfo:
     return await services.sources.authenticate(sid, DIALECT, origin=request.headers.get("origin"))
 
 
-async def _current_email(services: Services, person: IdentityRef) -> str | None:
+async def _current_email(services: AppServices, person: IdentityRef) -> str | None:
     """The email property of the person's profile now, to unlink the identity it is replaced by.
 
     Read before the ingest transaction (the core has no hook for it): a concurrent ``/set``
@@ -498,8 +498,9 @@ async def _current_email(services: Services, person: IdentityRef) -> str | None:
     return email if isinstance(email, str) else None
 
 
-async def set_properties(request: Request, services: Services) -> Response:
+async def set_properties(request: Request) -> Response:
     """Set person properties (seed 2.1): unnamed ones stay, ``null`` removes one."""
+    services = services_of(request)
     settings = services.settings
     call = parse_set(await read_params(request, settings.max_body_bytes))
     source = await _authenticate(request, services, call.sid)
@@ -512,8 +513,9 @@ async def set_properties(request: Request, services: Services) -> Response:
     return render(request, call.pixel, result.profile_id)
 
 
-async def track(request: Request, services: Services) -> Response:
+async def track(request: Request) -> Response:
     """Track an event (seed 2.2): ``action`` is its type, ``data`` its properties, ``ts`` its time."""
+    services = services_of(request)
     settings = services.settings
     call = parse_track(await read_params(request, settings.max_body_bytes))
     source = await _authenticate(request, services, call.sid)
@@ -524,8 +526,9 @@ async def track(request: Request, services: Services) -> Response:
     return render(request, call.pixel, result.profile_id)
 
 
-async def alias(request: Request, services: Services) -> Response:
+async def alias(request: Request) -> Response:
     """Merge ``srcid`` into ``destid`` (seed 2.3); the answer names the destination's profile."""
+    services = services_of(request)
     settings = services.settings
     call = parse_alias(await read_params(request, settings.max_body_bytes))
     source = await _authenticate(request, services, call.sid)
