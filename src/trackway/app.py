@@ -24,6 +24,7 @@ from trackway.db.uow import SqlUnitOfWork
 from trackway.dialects import dispatch, insend, tracardi, tracify, tracker_script, tracktor
 from trackway.dialects.routes import lean_routes
 from trackway.metrics import Metrics, RequestMetricsMiddleware
+from trackway.runtime import gc_thresholds
 from trackway.services import AppServices
 from trackway.settings import Settings
 
@@ -69,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # ua-parser compiles its rules on first use (~0.1 s): pay it before the first visitor.
         await asyncio.to_thread(describe_device, "Mozilla/5.0")
         try:
-            yield
+            with gc_thresholds(settings.gc_gen0_threshold):
+                yield
         finally:
             if uow.group_writer is not None:
                 await uow.group_writer.close()  # drain: every queued batch is written first

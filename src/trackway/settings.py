@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     group_commit_in_flight: int = Field(
         2, ge=1, le=64, description="Groups written at once on PostgreSQL (SQLite: always 1)."
     )
+    gc_gen0_threshold: int = Field(
+        100_000,
+        ge=0,
+        description="Allocations between collections of the garbage collector's youngest "
+        "generation while the server runs (CPython's default is 700; 0 leaves it alone).",
+    )
     demo: bool = Field(False, description="Serve the demo page at /demo.")
     metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics (no auth); off: 404.")
     log_level: str = Field("info", description="uvicorn log level.")

@@ -1,0 +1,36 @@
+"""Process-wide tuning of the Python runtime for a collector: the garbage collector.
+
+With group commit, the requests of a whole group (their payloads, batches, futures) are
+alive at once, so the objects they allocate outlive the youngest GC generation and keep
+triggering collections of the older ones. Measured with ``make bench`` (``pg-tracardi``,
+64 clients, 1 worker): with CPython's default thresholds (700, 10, 10) the collector took
+about 45 % of the server's CPU, 0.46 ms of 0.46 + 0.26 ms per request (1,335 req/s; with
+``gc.disable()`` 1,937 req/s at 0.26 ms). Collecting the youngest generation every
+100,000 allocations instead of every 700, and the older ones more rarely, gave the same
+figures as no collection at all (1,989 req/s), while reference cycles are still freed.
+``gc.freeze()`` after startup alone did not help (1,303 req/s): the cost is the young
+objects, not the startup heap.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+#: Generation 1 and 2 thresholds to go with a raised generation 0 threshold.
+OLDER_GENERATIONS = (50, 1000)
+
+
+@contextmanager
+def gc_thresholds(gen0: int) -> Iterator[None]:
+    """Raise the collector's thresholds while the block runs (``gen0`` 0: leave them alone)."""
+    if gen0 <= 0:
+        yield
+        return
+    before = gc.get_threshold()
+    gc.set_threshold(gen0, *OLDER_GENERATIONS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
