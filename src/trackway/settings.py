@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         5.0, ge=0, description="How long a looked-up source is cached in-process (0: never)."
     )
     db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size per worker.")
+    db_pool_pre_ping: bool = Field(
+        True,
+        description="Check each pooled PostgreSQL connection before use (three round trips); "
+        "off, a connection found dead fails its request with a 503 and the pool is renewed.",
+    )
     sqlite_busy_timeout_ms: int = Field(
         10_000, ge=0, description="How long an SQLite writer waits for the lock before failing."
     )

@@ -6,11 +6,12 @@ batches of one group at once, ``BulkWriter``
 
 1. locks and marks seen every live hinted profile, in id order (the merges' lock order),
    and finds which of the group's sessions exist, in one round trip;
-2. makes a profile for each new visitor: a batch whose hint names no live profile and
+2. plans a profile for each new visitor: a batch whose hint names no live profile and
    whose session is new (seed 001: an unknown profile id gets a new one); batches of one
    new session share it;
-3. opens the new sessions (``ON CONFLICT DO NOTHING``: a concurrent group may have opened
-   one first) and counts a visit for each profile whose session it opened;
+3. makes those profiles and opens the new sessions (``ON CONFLICT DO NOTHING``: a
+   concurrent group may have opened one first), counting a visit for each profile whose
+   session it opened;
 4. stores every event of the group and moves each touched session's ``last_event_at`` and
    event count by the events actually stored (duplicates are not counted).
 
@@ -88,12 +89,10 @@ class BulkStore(Protocol):
         """Lock (in id order) and mark seen the live ones of ``profile_ids``; which sessions exist."""
         ...
 
-    async def insert_profiles(self, ids: list[str], at: list[datetime]) -> None:
-        """New anonymous profiles with no traits and no visits yet."""
-        ...
-
-    async def open_sessions(self, new: list[NewSession]) -> set[str]:
-        """Insert the sessions not opened meanwhile; one visit more for each one's profile."""
+    async def open_sessions(self, new: list[NewSession], fresh: dict[str, datetime]) -> set[str]:
+        """Make the ``fresh`` profiles (anonymous, no traits, created at the time given, with
+        the one visit each is made for), insert the sessions not opened meanwhile, and count
+        one visit more for each other profile whose session was opened; the ids opened."""
         ...
 
     async def delete_profiles(self, ids: list[str]) -> None:
@@ -144,8 +143,8 @@ class BulkWriter:
         wanted = sorted({v for v in self.visit_of if v is not None})
         live, existing = await self.store.lock_profiles_and_find_sessions(hints, wanted, self.now)
         self.profile_of = [b.profile_hint if b.profile_hint in live else None for b in self.batches]
-        await self._create_profiles(existing)
-        visits = await self._open_visits(existing)
+        fresh_at = self._plan_profiles(existing)
+        visits = await self._open_visits(existing, fresh_at)
         stored, duplicates = await self._store_events(visits)
         results: list[IngestResult | None] = []
         for index, profile_id in enumerate(self.profile_of):
@@ -166,16 +165,18 @@ class BulkWriter:
             )
         return results
 
-    async def _create_profiles(self, existing: set[str]) -> None:
-        """A new profile for each new session that no live profile of the group opens."""
+    def _plan_profiles(self, existing: set[str]) -> dict[str, datetime]:
+        """A new profile for each new session that no live profile of the group opens.
+
+        Returns when each is created; ``_open_visits`` makes them with their sessions.
+        """
         claimed = {
             visit_id
             for visit_id, profile_id in zip(self.visit_of, self.profile_of, strict=True)
             if profile_id is not None and visit_id is not None
         }
         new_for: dict[str, str] = {}
-        ids: list[str] = []
-        created_at: list[datetime] = []
+        created_at: dict[str, datetime] = {}
         for index, visit_id in enumerate(self.visit_of):
             if self.profile_of[index] is not None or visit_id is None:
                 continue
@@ -185,13 +186,11 @@ class BulkWriter:
             if profile_id is None:
                 profile_id = new_for[visit_id] = str(uuid.uuid4())
                 self.fresh[profile_id] = index
-                ids.append(profile_id)
-                created_at.append(self.batches[index].meta.received_at)
+                created_at[profile_id] = self.batches[index].meta.received_at
             self.profile_of[index] = profile_id
-        if ids:
-            await self.store.insert_profiles(ids, created_at)
+        return created_at
 
-    async def _open_visits(self, existing: set[str]) -> dict[str, _Visit]:
+    async def _open_visits(self, existing: set[str], fresh_at: dict[str, datetime]) -> dict[str, _Visit]:
         """The group's visits; the new ones opened, in id order (so two groups queue, not deadlock)."""
         visits: dict[str, _Visit] = {}
         for index, (visit_id, profile_id) in enumerate(zip(self.visit_of, self.profile_of, strict=True)):
@@ -213,7 +212,7 @@ class BulkWriter:
             )
             for v in new
         ]
-        created = await self.store.open_sessions(rows)
+        created = await self.store.open_sessions(rows, fresh_at)
         for visit in new:
             visit.created = visit.id in created
         await self._drop_lost([v for v in new if not v.created], visits)

@@ -1,8 +1,9 @@
-"""The bulk path's statements through SQLAlchemy Core: SQLite's, and any database's.
+"""The bulk path's statements through SQLAlchemy Core, for SQLite.
 
 SQLite has one writer and no row locks, so the order of the statements is all that
-matters; the counts that PostgreSQL computes in one statement (``db/bulk_pg.py``) are
-computed here from the ids the event insert returns.
+matters (on PostgreSQL the order of the row locks matters too: ``db/bulk_pg.py``). The
+session counts that PostgreSQL computes in the event insert's statement are computed
+here from the ids the insert returns.
 """
 
 from __future__ import annotations
@@ -45,24 +46,23 @@ class CoreBulkStore:
             existing = set(rows.scalars())
         return live, existing
 
-    async def insert_profiles(self, ids: list[str], at: list[datetime]) -> None:
-        await self._db.execute(
-            insert(profiles),
-            [
-                {
-                    "id": profile_id,
-                    "traits": {},
-                    "anonymous": True,
-                    "visits": 0,
-                    "created_at": when,
-                    "updated_at": when,
-                    "last_seen_at": when,
-                }
-                for profile_id, when in zip(ids, at, strict=True)
-            ],
-        )
-
-    async def open_sessions(self, new: list[NewSession]) -> set[str]:
+    async def open_sessions(self, new: list[NewSession], fresh: dict[str, datetime]) -> set[str]:
+        if fresh:
+            await self._db.execute(
+                insert(profiles),
+                [
+                    {
+                        "id": profile_id,
+                        "traits": {},
+                        "anonymous": True,
+                        "visits": 1,  # the visit it is made for (deleted if that is lost)
+                        "created_at": when,
+                        "updated_at": when,
+                        "last_seen_at": when,
+                    }
+                    for profile_id, when in fresh.items()
+                ],
+            )
         stmt = insert_ignore(self._dialect, sessions, ["source_id", "client_key"]).returning(sessions.c.id)
         rows = [
             {
@@ -79,7 +79,7 @@ class CoreBulkStore:
             for s in new
         ]
         created = set((await self._db.execute(stmt, rows)).scalars())
-        visits = Counter(s.profile_id for s in new if s.id in created)
+        visits = Counter(s.profile_id for s in new if s.id in created and s.profile_id not in fresh)
         if visits:
             await self._db.execute(
                 update(profiles)

@@ -30,7 +30,7 @@ def make_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
     kwargs.update(
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=settings.db_pool_pre_ping,
         pool_recycle=1800,
     )
     kwargs.update(overrides)

@@ -46,6 +46,16 @@ class Profile(Base):
     """One person. ``merged_into`` is set, irreversibly, when a merge folds it into another."""
 
     __tablename__ = "profiles"
+    __table_args__ = (
+        # Only merged profiles are indexed (migration 0004): the index finds the profiles merged
+        # into one, and a live-profile lookup (``merged_into IS NULL``) cannot be planned on it.
+        Index(
+            "ix_profiles_merged_into",
+            "merged_into",
+            postgresql_where=text("merged_into IS NOT NULL"),
+            sqlite_where=text("merged_into IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     traits: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
@@ -54,7 +64,7 @@ class Profile(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    merged_into: Mapped[str | None] = mapped_column(ID, ForeignKey("profiles.id"), index=True)
+    merged_into: Mapped[str | None] = mapped_column(ID, ForeignKey("profiles.id"))
 
 
 class Identity(Base):

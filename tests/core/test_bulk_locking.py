@@ -1,0 +1,110 @@
+"""Groups that share profiles and sessions queue behind each other on PostgreSQL, never deadlock.
+
+The bulk path must take its row locks in id order whatever plan PostgreSQL chooses. With
+index and bitmap scans switched off, an ``UPDATE ... WHERE id = ANY(...)`` locks in heap
+order, which moves as rows are updated; groups then deadlocked (seen in the benchmark, on
+tables without statistics). Here every connection plans sequential scans, and several
+groups over the same people run at once, again and again, with no retry to hide a deadlock.
+
+That race needs three groups to interleave within microseconds, so the first test is a
+smoke test that rarely meets it; the second checks the cause exactly: the plans sort the
+rows by id before they lock them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from trackway.core.batch import EventIn, IngestBatch, RequestMeta, SourceRef
+from trackway.core.group_commit import write_group
+from trackway.db.uow import SqlUnitOfWork
+
+SOURCE = "3ee63fc6-490a-4fd8-bfb3-bf0c8c8d3387"
+PEOPLE = 24
+GROUPS_AT_ONCE = 6
+ROUNDS = 40
+
+
+def visit(profile: str | None, session: str) -> IngestBatch:
+    return IngestBatch(
+        source=SourceRef(SOURCE, "tracardi"),
+        meta=RequestMeta(received_at=datetime.now(UTC)),
+        events=[EventIn("page-view", dedup_key=str(uuid.uuid4()))],
+        profile_hint=profile,
+        session_key=session,
+    )
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_concurrent_groups_over_the_same_people_never_deadlock(settings, uow, tracardi_source) -> None:
+    async with uow.transaction() as db:
+        first = await write_group(db, uow.dialect, [visit(None, f"s{i}") for i in range(PEOPLE)])
+    people = [(result.profile_id, f"s{i}") for i, result in enumerate(first)]
+
+    engine = create_async_engine(
+        settings.database_url,
+        pool_size=GROUPS_AT_ONCE,
+        connect_args={"server_settings": {"enable_indexscan": "off", "enable_bitmapscan": "off"}},
+    )
+    seq_scans = SqlUnitOfWork(engine)
+    rng = random.Random(7)
+
+    async def group() -> None:
+        chosen = rng.sample(people, PEOPLE * 2 // 3)
+        batches = [visit(profile, session) for profile, session in chosen]
+        async with seq_scans.transaction() as db:  # no retry: a deadlock fails the test
+            await write_group(db, seq_scans.dialect, batches)
+
+    try:
+        for _ in range(ROUNDS):
+            await asyncio.gather(*(group() for _ in range(GROUPS_AT_ONCE)))
+    finally:
+        await engine.dispose()
+
+
+def _nodes(plan: dict) -> list[dict]:
+    found = [plan]
+    for child in plan.get("Plans", []):
+        found.extend(_nodes(child))
+    return found
+
+
+def _locks_in_id_order(plan: dict) -> bool:
+    """A ``LockRows`` node whose input is sorted by ``id``: rows are locked as they leave the sort."""
+    for node in _nodes(plan):
+        if node["Node Type"] == "LockRows":
+            (child,) = node["Plans"]
+            if child["Node Type"] == "Sort" and any(key.endswith("id") for key in child["Sort Key"]):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_the_lock_steps_lock_in_id_order_even_on_sequential_scans(uow, tracardi_source) -> None:
+    """The exact check behind the test above: the plan sorts before it locks."""
+    from trackway.db import bulk_pg
+
+    lock_profiles = (
+        bulk_pg._LOCK_AND_FIND.text.replace(":at", "$1").replace(":profiles", "$2").replace(":sessions", "$3")
+    )
+    no_events: list[list[str]] = [[] for _ in range(10)]
+    async with uow.engine.connect() as db:
+        conn = (await db.get_raw_connection()).driver_connection
+        await conn.execute("SET enable_indexscan = off; SET enable_bitmapscan = off")
+        try:
+            (plan,) = await conn.fetchval(
+                "EXPLAIN (FORMAT JSON) " + lock_profiles, datetime.now(UTC), ["a", "b"], ["c"]
+            )
+            assert _locks_in_id_order(plan["Plan"]), plan
+            (plan,) = await conn.fetchval(
+                "EXPLAIN (FORMAT JSON) " + bulk_pg._INSERT_EVENTS, *no_events, datetime.now(UTC), ["s1", "s2"]
+            )
+            assert _locks_in_id_order(plan["Plan"]), plan
+        finally:
+            await conn.execute("RESET enable_indexscan; RESET enable_bitmapscan")
