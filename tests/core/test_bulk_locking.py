@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from trackway.core.batch import EventIn, IngestBatch, RequestMeta, SourceRef
-from trackway.core.group_commit import write_group
+from trackway.core.group_commit import write_bulk
 from trackway.db.uow import SqlUnitOfWork
 
 SOURCE = "3ee63fc6-490a-4fd8-bfb3-bf0c8c8d3387"
@@ -44,8 +44,9 @@ def visit(profile: str | None, session: str) -> IngestBatch:
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_concurrent_groups_over_the_same_people_never_deadlock(settings, uow, tracardi_source) -> None:
     async with uow.transaction() as db:
-        first = await write_group(db, uow.dialect, [visit(None, f"s{i}") for i in range(PEOPLE)])
-    people = [(result.profile_id, f"s{i}") for i, result in enumerate(first)]
+        first = await write_bulk(db, uow.dialect, [visit(None, f"s{i}") for i in range(PEOPLE)])
+    people = [(result.profile_id, f"s{i}") for i, result in enumerate(first) if result is not None]
+    assert len(people) == PEOPLE
 
     engine = create_async_engine(
         settings.database_url,
@@ -59,7 +60,8 @@ async def test_concurrent_groups_over_the_same_people_never_deadlock(settings, u
         chosen = rng.sample(people, PEOPLE * 2 // 3)
         batches = [visit(profile, session) for profile, session in chosen]
         async with seq_scans.transaction() as db:  # no retry: a deadlock fails the test
-            await write_group(db, seq_scans.dialect, batches)
+            results = await write_bulk(db, seq_scans.dialect, batches)
+        assert None not in results
 
     try:
         for _ in range(ROUNDS):
@@ -76,13 +78,17 @@ def _nodes(plan: dict) -> list[dict]:
 
 
 def _locks_in_id_order(plan: dict) -> bool:
-    """A ``LockRows`` node whose input is sorted by ``id``: rows are locked as they leave the sort."""
-    for node in _nodes(plan):
-        if node["Node Type"] == "LockRows":
-            (child,) = node["Plans"]
-            if child["Node Type"] == "Sort" and any(key.endswith("id") for key in child["Sort Key"]):
-                return True
-    return False
+    """Every ``LockRows`` node's input is sorted by ``id``: rows are locked as they leave the sort."""
+    locks = [node for node in _nodes(plan) if node["Node Type"] == "LockRows"]
+    for node in locks:
+        (child,) = node["Plans"]
+        if child["Node Type"] != "Sort" or not any(key.endswith("id") for key in child["Sort Key"]):
+            return False
+    return bool(locks)
+
+
+def _locked_tables(lock_rows: dict) -> list[str]:
+    return sorted({node["Relation Name"] for node in _nodes(lock_rows) if "Relation Name" in node})
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -90,21 +96,24 @@ async def test_the_lock_steps_lock_in_id_order_even_on_sequential_scans(uow, tra
     """The exact check behind the test above: the plan sorts before it locks."""
     from trackway.db import bulk_pg
 
-    lock_profiles = (
-        bulk_pg._LOCK_AND_FIND.text.replace(":at", "$1").replace(":profiles", "$2").replace(":sessions", "$3")
-    )
+    find_live = bulk_pg._FIND_LIVE.text.replace(":profiles", "$1").replace(":sessions", "$2")
     no_events: list[list[str]] = [[] for _ in range(10)]
     async with uow.engine.connect() as db:
         conn = (await db.get_raw_connection()).driver_connection
         await conn.execute("SET enable_indexscan = off; SET enable_bitmapscan = off")
         try:
-            (plan,) = await conn.fetchval(
-                "EXPLAIN (FORMAT JSON) " + lock_profiles, datetime.now(UTC), ["a", "b"], ["c"]
-            )
+            (plan,) = await conn.fetchval("EXPLAIN (FORMAT JSON) " + find_live, ["a", "b"], ["c"])
             assert _locks_in_id_order(plan["Plan"]), plan
             (plan,) = await conn.fetchval(
-                "EXPLAIN (FORMAT JSON) " + bulk_pg._INSERT_EVENTS, *no_events, datetime.now(UTC), ["s1", "s2"]
+                "EXPLAIN (FORMAT JSON) " + bulk_pg._INSERT_EVENTS,
+                *no_events,
+                datetime.now(UTC),
+                ["s1", "s2"],
+                ["p1", "p2"],
+                [0, 1],
             )
             assert _locks_in_id_order(plan["Plan"]), plan
+            kinds = [_locked_tables(node) for node in _nodes(plan["Plan"]) if node["Node Type"] == "LockRows"]
+            assert sorted(kinds) == [["profiles"], ["sessions"]], kinds
         finally:
             await conn.execute("RESET enable_indexscan; RESET enable_bitmapscan")

@@ -4,16 +4,19 @@ A plain batch names nobody but a profile id and a client session (``is_bulk``): 
 returning visitors, new visits of known profiles and brand-new visitors. For all such
 batches of one group at once, ``BulkWriter``
 
-1. locks and marks seen every live hinted profile, in id order (the merges' lock order),
-   and finds which of the group's sessions exist, in one round trip;
+1. finds which hinted profiles are live and keeps them so (a share lock that only a merge
+   waits for: concurrent groups do not wait for each other here), and which of the
+   group's sessions exist, in one round trip;
 2. plans a profile for each new visitor: a batch whose hint names no live profile and
    whose session is new (seed 001: an unknown profile id gets a new one); batches of one
    new session share it;
 3. makes those profiles and opens the new sessions (``ON CONFLICT DO NOTHING``: a
-   concurrent group may have opened one first), counting a visit for each profile whose
-   session it opened;
-4. stores every event of the group and moves each touched session's ``last_event_at`` and
-   event count by the events actually stored (duplicates are not counted).
+   concurrent group may have opened one first);
+4. stores every event of the group, then moves each touched session's ``last_event_at``
+   and event count by the events actually stored (duplicates are not counted) and each
+   live profile's ``last_seen_at`` and visits. These updates come last, just before the
+   commit, so the row locks they take (in id order) are held as briefly as possible: two
+   groups of one returning visitor queue only for that long.
 
 A batch the bulk path cannot settle is handed back (``None``): a hint that names a merged
 profile, an unknown hint whose session already exists (lost-profile recovery), a new
@@ -83,25 +86,30 @@ class NewSession:
 class BulkStore(Protocol):
     """The statements of the bulk path, in the open transaction of a group."""
 
-    async def lock_profiles_and_find_sessions(
-        self, profile_ids: list[str], session_ids: list[str], at: datetime
+    async def find_live_profiles_and_sessions(
+        self, profile_ids: list[str], session_ids: list[str]
     ) -> tuple[set[str], set[str]]:
-        """Lock (in id order) and mark seen the live ones of ``profile_ids``; which sessions exist."""
+        """The live ones of ``profile_ids``, kept live (no merge) until the commit, and the
+        ones of ``session_ids`` that exist."""
         ...
 
     async def open_sessions(self, new: list[NewSession], fresh: dict[str, datetime]) -> set[str]:
         """Make the ``fresh`` profiles (anonymous, no traits, created at the time given, with
-        the one visit each is made for), insert the sessions not opened meanwhile, and count
-        one visit more for each other profile whose session was opened; the ids opened."""
+        the one visit each is made for) and insert the sessions not opened meanwhile; the
+        ids opened."""
         ...
 
     async def delete_profiles(self, ids: list[str]) -> None:
         """Profiles made by this group that ended up unused (nothing points at them)."""
         ...
 
-    async def insert_events(self, rows: EventColumns, sessions: list[str], at: datetime) -> set[str]:
-        """Store the rows, skipping known dedup keys, and move ``sessions``' counts by the
-        events stored in each and their ``last_event_at`` to ``at``; the ids inserted."""
+    async def insert_events(
+        self, rows: EventColumns, sessions: list[str], seen: dict[str, int], at: datetime
+    ) -> set[str]:
+        """Store the rows, skipping known dedup keys; then move ``sessions``' counts by the
+        events stored in each and their ``last_event_at`` to ``at``, and the ``seen``
+        profiles' ``last_seen_at`` to ``at`` and their visits up by the number given,
+        locking rows in id order; the ids inserted."""
         ...
 
     async def stored_event_ids(self, source_id: str, keys: list[str]) -> dict[str, str]:
@@ -141,11 +149,15 @@ class BulkWriter:
     async def run(self) -> list[IngestResult | None]:
         hints = sorted({b.profile_hint for b in self.batches if b.profile_hint is not None})
         wanted = sorted({v for v in self.visit_of if v is not None})
-        live, existing = await self.store.lock_profiles_and_find_sessions(hints, wanted, self.now)
+        live, existing = await self.store.find_live_profiles_and_sessions(hints, wanted)
         self.profile_of = [b.profile_hint if b.profile_hint in live else None for b in self.batches]
         fresh_at = self._plan_profiles(existing)
         visits = await self._open_visits(existing, fresh_at)
-        stored, duplicates = await self._store_events(visits)
+        seen = dict.fromkeys(sorted(live), 0)
+        for visit in visits.values():
+            if visit.created and visit.profile_id in seen:
+                seen[visit.profile_id] += 1
+        stored, duplicates = await self._store_events(visits, seen)
         results: list[IngestResult | None] = []
         for index, profile_id in enumerate(self.profile_of):
             if profile_id is None:
@@ -235,7 +247,9 @@ class BulkWriter:
             del self.fresh[profile_id]
         await self.store.delete_profiles(sorted(unused))
 
-    async def _store_events(self, visits: dict[str, _Visit]) -> tuple[list[list[str]], list[list[str]]]:
+    async def _store_events(
+        self, visits: dict[str, _Visit], seen: dict[str, int]
+    ) -> tuple[list[list[str]], list[list[str]]]:
         """One insert for every event of the group; duplicates answer with the stored event's id."""
         rows = EventColumns()
         owner: list[int] = []
@@ -249,14 +263,14 @@ class BulkWriter:
                 event_store.add_request_context(batch)
             source_id = batch.source.id
             received_at = batch.meta.received_at
-            seen: set[str] = set()
+            batch_keys: set[str] = set()
             for event in batch.events:
                 key = event.dedup_key
                 if key is not None:
-                    if key in seen:
+                    if key in batch_keys:
                         repeated.append((index, source_id, key))
                         continue
-                    seen.add(key)
+                    batch_keys.add(key)
                 rows.id.append(event_store.uuid7())
                 rows.source_id.append(source_id)
                 rows.profile_id.append(profile_id)
@@ -270,7 +284,7 @@ class BulkWriter:
                 owner.append(index)
         stored: list[list[str]] = [[] for _ in self.batches]
         duplicates: list[list[str]] = [[] for _ in self.batches]
-        inserted = await self.store.insert_events(rows, sorted(visits), self.now)
+        inserted = await self.store.insert_events(rows, sorted(visits), seen, self.now)
         missing: list[tuple[int, str, str]] = []
         for event_id, index, source_id, key in zip(
             rows.id, owner, rows.source_id, rows.dedup_key, strict=True

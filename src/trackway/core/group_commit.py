@@ -8,12 +8,16 @@ result and answer 2xx. Nothing is acknowledged before it is committed.
 
 The common batches, a known profile sending events in its visit (Tracardi's returning
 visitor), a new visit of a known profile and a brand-new visitor, take the bulk path of
-``core/bulk.py``: a few statements for the whole group. Every other batch (identities,
-merges, traits, carts, derived visits, a lost profile recovered through its session) runs
-the ordinary per-batch steps of ``core/ingest.py`` in the same transaction, after the bulk
-part: a merge in the group therefore sees, and moves, the events the bulk part stored.
+``core/bulk.py``: a few statements for the whole group, in one transaction. Every other
+batch (identities, merges, traits, carts, derived visits) and those the bulk path hands
+back (a lost profile recovered through its session, a new visitor whose session another
+group opened first) then run the per-batch steps of ``core/ingest.py`` in a second
+transaction, in the order of the people they name. A merge in the group therefore sees,
+and moves, the events the bulk part committed. Two transactions, not one: the bulk part
+ends holding row locks taken in id order, and per-batch steps that waited on other rows
+while holding them deadlocked against other groups (seen under the benchmark's load).
 
-If the group's transaction fails, each batch is written again on its own, so one bad
+If a transaction fails, each of its batches is written again on its own, so one bad
 batch does not sink its neighbours; a database that cannot be reached fails them all.
 """
 
@@ -22,18 +26,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.core.batch import IngestBatch, IngestResult
 from trackway.core.bulk import BulkStore, BulkWriter, is_bulk
-from trackway.core.ingest import _Run, in_transaction, ingest_many, observe
+from trackway.core.ingest import in_transaction, ingest_many, observe, run_in_person_order
 from trackway.core.uow import UnitOfWork
 from trackway.db.bulk_core import CoreBulkStore
 from trackway.db.bulk_pg import PgBulkStore
 from trackway.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
+
+#: A queued request: its batch and the future its handler awaits.
+Pending = tuple[IngestBatch, "asyncio.Future[IngestResult]"]
+#: Writes a part of a group in an open transaction (``write_bulk`` or ``write_rest``).
+GroupWrite = Callable[[AsyncConnection, str, list[IngestBatch]], Awaitable[list[IngestResult | None]]]
 
 
 class GroupCommitWriter:
@@ -58,7 +68,7 @@ class GroupCommitWriter:
         # SQLite has one writer: a second group would only queue on its lock.
         self._slots = asyncio.Semaphore(1 if uow.dialect == "sqlite" else in_flight)
         self._writing: set[asyncio.Task[None]] = set()
-        self._queue: list[tuple[IngestBatch, asyncio.Future[IngestResult]]] = []
+        self._queue: list[Pending] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -103,7 +113,7 @@ class GroupCommitWriter:
             self._writing.add(task)
             task.add_done_callback(self._writing.discard)
 
-    async def _write_and_release(self, group: list[tuple[IngestBatch, asyncio.Future[IngestResult]]]) -> None:
+    async def _write_and_release(self, group: list[Pending]) -> None:
         try:
             await self._write(group)
         except Exception:  # never let the writer die: every future is settled in _write
@@ -111,27 +121,49 @@ class GroupCommitWriter:
         finally:
             self._slots.release()
 
-    async def _write(self, group: list[tuple[IngestBatch, asyncio.Future[IngestResult]]]) -> None:
-        batches = [batch for batch, _ in group]
+    async def _write(self, group: list[Pending]) -> None:
+        """The group's plain batches in one transaction, then the others (and those the bulk
+        path handed back) in a second one, each request answered after its own commit."""
+        plain = [pending for pending in group if is_bulk(pending[0])]
+        rest = [pending for pending in group if not is_bulk(pending[0])]
+        if plain:
+            rest.extend(await self._commit(plain, write_bulk))
+        if rest:
+            await self._commit(rest, write_rest)
+
+    async def _commit(self, part: list[Pending], write: GroupWrite) -> list[Pending]:
+        """Write ``part`` in one transaction and answer its requests; those ``write`` left
+        (``None``) are returned unanswered. A failed transaction is written again one batch
+        at a time, so one bad batch does not sink its neighbours."""
+        batches = [batch for batch, _ in part]
         started = time.perf_counter()
         try:
-            results = await in_transaction(self._uow, lambda db: write_group(db, self._uow.dialect, batches))
+            results = await in_transaction(self._uow, lambda db: write(db, self._uow.dialect, batches))
         except StorageUnavailable as exc:
-            for _, future in group:
+            for _, future in part:
                 _settle(future, exc=exc)
-            return
+            return []
         except Exception:
-            if len(group) > 1:
-                log.warning("group of %d failed; writing its batches one by one", len(group), exc_info=True)
-            await self._one_by_one(group)
-            return
-        self.groups += 1
-        self.batches += len(group)
-        observe(self._uow, batches, results, time.perf_counter() - started)
-        for (_, future), result in zip(group, results, strict=True):
+            if len(part) > 1:
+                log.warning("group of %d failed; writing its batches one by one", len(part), exc_info=True)
+            await self._one_by_one(part)
+            return []
+        outcomes = list(zip(part, results, strict=True))
+        done = [(pending, result) for pending, result in outcomes if result is not None]
+        if done:  # a transaction whose every batch was handed back wrote nothing
+            self.groups += 1
+            self.batches += len(done)
+            observe(
+                self._uow,
+                [batch for (batch, _), _ in done],
+                [result for _, result in done],
+                time.perf_counter() - started,
+            )
+        for (_, future), result in done:
             _settle(future, result=result)
+        return [pending for pending, result in outcomes if result is None]
 
-    async def _one_by_one(self, group: list[tuple[IngestBatch, asyncio.Future[IngestResult]]]) -> None:
+    async def _one_by_one(self, group: list[Pending]) -> None:
         for batch, future in group:
             try:
                 (result,) = await ingest_many([batch], self._uow)
@@ -157,16 +189,16 @@ def _settle(
         future.set_result(result)
 
 
-async def write_group(db: AsyncConnection, dialect: str, batches: list[IngestBatch]) -> list[IngestResult]:
-    """Write the batches in the open transaction: the bulk path first, then the rest one by one."""
-    results: list[IngestResult | None] = [None] * len(batches)
-    bulk = [i for i, batch in enumerate(batches) if is_bulk(batch)]
-    if bulk:
-        store: BulkStore = PgBulkStore(db) if dialect == "postgresql" else CoreBulkStore(db)
-        done = await BulkWriter(store, [batches[i] for i in bulk]).run()
-        for i, result in zip(bulk, done, strict=True):
-            results[i] = result
-    for i, batch in enumerate(batches):
-        if results[i] is None:
-            results[i] = await _Run(db, dialect, batch).run()
-    return [result for result in results if result is not None]
+async def write_bulk(
+    db: AsyncConnection, dialect: str, batches: list[IngestBatch]
+) -> list[IngestResult | None]:
+    """Plain batches through the bulk path in the open transaction; ``None``: handed back."""
+    store: BulkStore = PgBulkStore(db) if dialect == "postgresql" else CoreBulkStore(db)
+    return await BulkWriter(store, batches).run()
+
+
+async def write_rest(
+    db: AsyncConnection, dialect: str, batches: list[IngestBatch]
+) -> list[IngestResult | None]:
+    """Every other batch through the per-batch steps, in the order of the people they name."""
+    return list(await run_in_person_order(db, dialect, batches))

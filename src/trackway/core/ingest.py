@@ -54,18 +54,21 @@ async def ingest_many(batches: list[IngestBatch], uow: UnitOfWork) -> list[Inges
     people then lock their profiles in the same order and wait for each other instead of
     deadlocking (which PostgreSQL would only notice after its deadlock_timeout).
     """
-    order = sorted(range(len(batches)), key=lambda i: _person_key(batches[i]))
-
-    async def work(db: AsyncConnection) -> list[IngestResult]:
-        results: list[IngestResult | None] = [None] * len(batches)
-        for i in order:
-            results[i] = await _Run(db, uow.dialect, batches[i]).run()
-        return [result for result in results if result is not None]
-
     started = time.perf_counter()
-    results = await in_transaction(uow, work)
+    results = await in_transaction(uow, lambda db: run_in_person_order(db, uow.dialect, batches))
     observe(uow, batches, results, time.perf_counter() - started)
     return results
+
+
+async def run_in_person_order(
+    db: AsyncConnection, dialect: str, batches: list[IngestBatch]
+) -> list[IngestResult]:
+    """The per-batch steps of each batch in the open transaction, in the order of the person
+    keys they name (see ``ingest_many``); the results in the order the batches came in."""
+    results: list[IngestResult | None] = [None] * len(batches)
+    for i in sorted(range(len(batches)), key=lambda i: _person_key(batches[i])):
+        results[i] = await _Run(db, dialect, batches[i]).run()
+    return [result for result in results if result is not None]
 
 
 def _person_key(batch: IngestBatch) -> tuple[str, str, str]:

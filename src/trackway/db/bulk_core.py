@@ -26,16 +26,15 @@ class CoreBulkStore:
         self._db = db
         self._dialect = db.dialect.name
 
-    async def lock_profiles_and_find_sessions(
-        self, profile_ids: list[str], session_ids: list[str], at: datetime
+    async def find_live_profiles_and_sessions(
+        self, profile_ids: list[str], session_ids: list[str]
     ) -> tuple[set[str], set[str]]:
         live: set[str] = set()
         if profile_ids:
             rows = await self._db.execute(
-                update(profiles)
-                .where(in_ids(self._dialect, profiles.c.id, profile_ids), profiles.c.merged_into.is_(None))
-                .values(last_seen_at=greatest(profiles.c.last_seen_at, at))
-                .returning(profiles.c.id)
+                select(profiles.c.id).where(
+                    in_ids(self._dialect, profiles.c.id, profile_ids), profiles.c.merged_into.is_(None)
+                )
             )
             live = set(rows.scalars())
         existing: set[str] = set()
@@ -78,21 +77,14 @@ class CoreBulkStore:
             }
             for s in new
         ]
-        created = set((await self._db.execute(stmt, rows)).scalars())
-        visits = Counter(s.profile_id for s in new if s.id in created and s.profile_id not in fresh)
-        if visits:
-            await self._db.execute(
-                update(profiles)
-                .where(profiles.c.id == bindparam("pid"))
-                .values(visits=profiles.c.visits + bindparam("n")),
-                [{"pid": pid, "n": n} for pid, n in sorted(visits.items())],
-            )
-        return created
+        return set((await self._db.execute(stmt, rows)).scalars())
 
     async def delete_profiles(self, ids: list[str]) -> None:
         await self._db.execute(delete(profiles).where(in_ids(self._dialect, profiles.c.id, ids)))
 
-    async def insert_events(self, rows: EventColumns, sessions_touched: list[str], at: datetime) -> set[str]:
+    async def insert_events(
+        self, rows: EventColumns, sessions_touched: list[str], seen: dict[str, int], at: datetime
+    ) -> set[str]:
         inserted: set[str] = set()
         if len(rows):
             stmt = insert_ignore(self._dialect, events, ["source_id", "dedup_key"]).returning(events.c.id)
@@ -128,6 +120,18 @@ class CoreBulkStore:
                     event_count=sessions.c.event_count + bindparam("n"),
                 ),
                 [{"sid": sid, "n": counts[sid], "at": at} for sid in sessions_touched],
+            )
+        if seen:
+            await self._db.execute(
+                update(profiles)
+                .where(profiles.c.id == bindparam("pid"))
+                .values(
+                    last_seen_at=greatest(
+                        profiles.c.last_seen_at, bindparam("at", type_=profiles.c.last_seen_at.type)
+                    ),
+                    visits=profiles.c.visits + bindparam("n"),
+                ),
+                [{"pid": pid, "n": n, "at": at} for pid, n in seen.items()],
             )
         return inserted
 

@@ -8,8 +8,9 @@ one goes through SQLAlchemy, which sends the ``BEGIN``; the rest skip its per-st
 cost (about 0.1 ms of CPU each, measured), which the hot path pays for every group.
 
 Locks are taken in id order, whatever plan PostgreSQL picks: profiles and sessions by
-``SELECT ... ORDER BY id FOR NO KEY UPDATE`` (the lock is taken above the sort) before
-they are updated, new sessions inserted in sorted order. Two groups sharing rows
+``SELECT ... ORDER BY id FOR ...`` (the lock is taken above the sort) before they are
+updated, new sessions inserted in sorted order. The exclusive ones (sessions, then
+profiles) are taken by the last statement before ``COMMIT``. Two groups sharing rows
 therefore queue behind each other instead of deadlocking. (An ``UPDATE ... WHERE id =
 ANY(...)`` alone locks in the order of its scan: a sequential scan on a table without
 statistics locked in heap order, and two groups deadlocked.)
@@ -26,17 +27,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from trackway import jsonutil
 from trackway.core.bulk import EventColumns, NewSession
 
-_LOCK_AND_FIND = text(
+# FOR KEY SHARE: a merge (FOR UPDATE) waits for the group, concurrent groups do not.
+_FIND_LIVE = text(
     """
-    WITH locked AS (
+    WITH live AS (
         SELECT id FROM profiles
         WHERE id = ANY(CAST(:profiles AS varchar[])) AND merged_into IS NULL
-        ORDER BY id FOR NO KEY UPDATE
-    ), seen AS (
-        UPDATE profiles SET last_seen_at = GREATEST(last_seen_at, CAST(:at AS timestamptz))
-        WHERE id IN (SELECT id FROM locked)
+        ORDER BY id FOR KEY SHARE
     )
-    SELECT true AS profile, id FROM locked
+    SELECT true AS profile, id FROM live
     UNION ALL
     SELECT false AS profile, id FROM sessions WHERE id = ANY(CAST(:sessions AS varchar[]))
     """
@@ -50,22 +49,15 @@ _OPEN_SESSIONS = """
         INSERT INTO profiles (id, traits, anonymous, visits, created_at, updated_at, last_seen_at)
         SELECT id, '{}'::jsonb, true, 1, at, at, at
         FROM unnest($7::varchar[], $8::timestamptz[]) AS p(id, at)
-    ), created AS (
-        INSERT INTO sessions (id, source_id, client_key, visit_key, profile_id, started_at,
-                              last_event_at, event_count, context)
-        SELECT id, source_id, client_key, NULL, profile_id, started_at, started_at, 0, context::jsonb
-        FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::timestamptz[],
-                    $6::text[]) AS s(id, source_id, client_key, profile_id, started_at, context)
-        ORDER BY id
-        ON CONFLICT (source_id, client_key) DO NOTHING
-        RETURNING id, profile_id
-    ), counted AS (
-        UPDATE profiles SET visits = profiles.visits + c.n
-        FROM (SELECT profile_id, count(*)::int AS n FROM created
-              WHERE profile_id <> ALL($7::varchar[]) GROUP BY profile_id) AS c
-        WHERE profiles.id = c.profile_id
     )
-    SELECT id FROM created
+    INSERT INTO sessions (id, source_id, client_key, visit_key, profile_id, started_at,
+                          last_event_at, event_count, context)
+    SELECT id, source_id, client_key, NULL, profile_id, started_at, started_at, 0, context::jsonb
+    FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::timestamptz[],
+                $6::text[]) AS s(id, source_id, client_key, profile_id, started_at, context)
+    ORDER BY id
+    ON CONFLICT (source_id, client_key) DO NOTHING
+    RETURNING id
 """
 
 _DELETE_PROFILES = "DELETE FROM profiles WHERE id = ANY($1::varchar[])"
@@ -93,6 +85,14 @@ _INSERT_EVENTS = """
         WHERE id IN (
             SELECT id FROM sessions WHERE id = ANY($12::varchar[]) ORDER BY id FOR NO KEY UPDATE
         )
+    ), seen AS (
+        UPDATE profiles
+        SET last_seen_at = GREATEST(profiles.last_seen_at, $11::timestamptz),
+            visits = profiles.visits + v.n
+        FROM unnest($13::varchar[], $14::int[]) AS v(id, n)
+        WHERE profiles.id = v.id AND profiles.id IN (
+            SELECT id FROM profiles WHERE id = ANY($13::varchar[]) ORDER BY id FOR NO KEY UPDATE
+        )
     )
     SELECT id FROM inserted
 """
@@ -103,7 +103,7 @@ _STORED_EVENT_IDS = """
 
 
 class PgBulkStore:
-    """``core.bulk.BulkStore`` on PostgreSQL. ``lock_profiles_and_find_sessions`` comes first."""
+    """``core.bulk.BulkStore`` on PostgreSQL. ``find_live_profiles_and_sessions`` comes first."""
 
     def __init__(self, db: AsyncConnection) -> None:
         self._db = db
@@ -118,13 +118,11 @@ class PgBulkStore:
             self._conn = conn
         return self._conn
 
-    async def lock_profiles_and_find_sessions(
-        self, profile_ids: list[str], session_ids: list[str], at: datetime
+    async def find_live_profiles_and_sessions(
+        self, profile_ids: list[str], session_ids: list[str]
     ) -> tuple[set[str], set[str]]:
         # Through SQLAlchemy: it begins the transaction the raw statements then run in.
-        rows = await self._db.execute(
-            _LOCK_AND_FIND, {"at": at, "profiles": profile_ids, "sessions": session_ids}
-        )
+        rows = await self._db.execute(_FIND_LIVE, {"profiles": profile_ids, "sessions": session_ids})
         live: set[str] = set()
         existing: set[str] = set()
         for is_profile, row_id in rows:
@@ -148,8 +146,10 @@ class PgBulkStore:
     async def delete_profiles(self, ids: list[str]) -> None:
         await (await self._driver()).execute(_DELETE_PROFILES, ids)
 
-    async def insert_events(self, rows: EventColumns, sessions: list[str], at: datetime) -> set[str]:
-        if not len(rows) and not sessions:
+    async def insert_events(
+        self, rows: EventColumns, sessions: list[str], seen: dict[str, int], at: datetime
+    ) -> set[str]:
+        if not len(rows) and not sessions and not seen:
             return set()
         dumps = jsonutil.dumps_str
         found = await (await self._driver()).fetch(
@@ -166,6 +166,8 @@ class PgBulkStore:
             rows.dedup_key,
             at,
             sessions,
+            list(seen),
+            list(seen.values()),
         )
         return {row[0] for row in found}
 
