@@ -51,10 +51,10 @@ class Settings(BaseSettings):
         1.0, ge=0, le=100, description="How long a group waits for more requests before it is written."
     )
     group_commit_max_batches: int = Field(
-        128, ge=1, le=10_000, description="Most requests' batches written in one transaction."
+        32, ge=1, le=10_000, description="Most requests' batches written in one transaction."
     )
     group_commit_in_flight: int = Field(
-        2, ge=1, le=64, description="Groups written at once on PostgreSQL (SQLite: always 1)."
+        3, ge=1, le=64, description="Groups written at once on PostgreSQL (SQLite: always 1)."
     )
     gc_gen0_threshold: int = Field(
         100_000,

@@ -218,3 +218,18 @@ async def test_a_group_that_loses_the_race_for_a_new_session_joins_its_owner(uow
     assert await count(uow, "profiles") == 1
     assert await count(uow, "sessions") == 1
     assert await count(uow, "events", profile_id=winner.profile_id) == 3
+
+
+async def test_a_visitor_whose_rows_are_in_flight_waits_for_the_next_group(uow, tracardi_source) -> None:
+    """The group being formed leaves out a batch whose profile or visit a group in flight writes."""
+    writer = GroupCommitWriter(uow, max_batches=10)
+    loop = asyncio.get_running_loop()
+    busy_profile = _new_visitor("a", profile="p-in-flight")
+    busy_visit = _new_visitor("v-in-flight")
+    free = [_new_visitor("b", profile="p-free"), _new_visitor("c")]
+    writer._busy.update({("profile", "p-in-flight"), ("visit", SOURCE, "v-in-flight")})
+    writer._queue = [(b, loop.create_future()) for b in [busy_profile, *free, busy_visit]]
+    group, keys = writer._take_group()
+    assert [batch for batch, _ in group] == free
+    assert keys == {("profile", "p-free"), ("visit", SOURCE, "b"), ("visit", SOURCE, "c")}
+    assert [batch for batch, _ in writer._queue] == [busy_profile, busy_visit]

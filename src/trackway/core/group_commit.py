@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: A queued request: its batch and the future its handler awaits.
 Pending = tuple[IngestBatch, "asyncio.Future[IngestResult]"]
+#: A profile or visit a plain batch writes: ``("profile", id)``, ``("visit", source, key)``.
+RowKey = tuple[str, ...]
 #: Writes a part of a group in an open transaction (``write_bulk`` or ``write_rest``).
 GroupWrite = Callable[[AsyncConnection, str, list[IngestBatch]], Awaitable[list[IngestResult | None]]]
 
@@ -59,8 +62,8 @@ class GroupCommitWriter:
         uow: UnitOfWork,
         *,
         window: float = 0.002,
-        max_batches: int = 128,
-        in_flight: int = 2,
+        max_batches: int = 32,
+        in_flight: int = 3,
     ) -> None:
         self._uow = uow
         self._window = window
@@ -69,6 +72,8 @@ class GroupCommitWriter:
         self._slots = asyncio.Semaphore(1 if uow.dialect == "sqlite" else in_flight)
         self._writing: set[asyncio.Task[None]] = set()
         self._queue: list[Pending] = []
+        #: Rows (profiles, visits) of the plain batches in the groups in flight, and how many.
+        self._busy: Counter[RowKey] = Counter()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -98,28 +103,56 @@ class GroupCommitWriter:
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
-            if not self._queue:
-                if self._closing:
-                    if self._writing:
-                        await asyncio.gather(*self._writing)
-                    return
-                self._wakeup.clear()
-                continue
-            await self._slots.acquire()  # at most `in_flight` groups wait on the database at once
-            if self._window > 0 and len(self._queue) < self._max and not self._closing:
-                await asyncio.sleep(self._window)  # let the requests arriving meanwhile join
-            group, self._queue = self._queue[: self._max], self._queue[self._max :]
-            task = asyncio.create_task(self._write_and_release(group))
-            self._writing.add(task)
-            task.add_done_callback(self._writing.discard)
+            self._wakeup.clear()
+            while self._queue:
+                await self._slots.acquire()  # at most `in_flight` groups wait on the database at once
+                if self._window > 0 and len(self._queue) < self._max and not self._closing:
+                    await asyncio.sleep(self._window)  # let the requests arriving meanwhile join
+                group, keys = self._take_group()
+                if not group:
+                    self._slots.release()
+                    break  # every queued batch waits for a group in flight; its end wakes us
+                self._busy.update(keys)
+                task = asyncio.create_task(self._write_and_release(group, keys))
+                self._writing.add(task)
+            if self._closing and not self._queue and not self._writing:
+                return
 
-    async def _write_and_release(self, group: list[Pending]) -> None:
+    def _take_group(self) -> tuple[list[Pending], set[RowKey]]:
+        """The next group: queued batches in order, up to ``max_batches``, leaving for a later
+        group those whose profile or visit a group in flight is writing.
+
+        Two groups in flight that share a returning visitor's rows would queue on their row
+        locks anyway, the second group as a whole waiting for the first one's commit; left
+        in the queue, only that visitor's batch waits. This is scheduling, not correctness:
+        other processes' groups still queue on the locks, which decide.
+        """
+        group: list[Pending] = []
+        keys: set[RowKey] = set()
+        kept: list[Pending] = []
+        for pending in self._queue:
+            batch_keys = row_keys(pending[0])
+            if len(group) >= self._max or not self._busy.keys().isdisjoint(batch_keys):
+                kept.append(pending)
+                continue
+            group.append(pending)
+            keys.update(batch_keys)
+        self._queue = kept
+        return group, keys
+
+    async def _write_and_release(self, group: list[Pending], keys: set[RowKey]) -> None:
         try:
             await self._write(group)
         except Exception:  # never let the writer die: every future is settled in _write
             log.exception("group commit writer error")
         finally:
+            self._busy.subtract(keys)
+            for key in keys:
+                if self._busy[key] <= 0:
+                    del self._busy[key]
+            self._writing.discard(asyncio.current_task())  # type: ignore[arg-type]
             self._slots.release()
+            self._wakeup.set()  # batches left for this group's end, or close() waiting
 
     async def _write(self, group: list[Pending]) -> None:
         """The group's plain batches in one transaction, then the others (and those the bulk
@@ -187,6 +220,18 @@ def _settle(
     else:
         assert result is not None
         future.set_result(result)
+
+
+def row_keys(batch: IngestBatch) -> frozenset[RowKey]:
+    """The rows a plain batch will lock; none for the others (their people are not known yet)."""
+    if not is_bulk(batch):
+        return frozenset()
+    keys: list[RowKey] = []
+    if batch.profile_hint is not None:
+        keys.append(("profile", batch.profile_hint))
+    if batch.session_key is not None:
+        keys.append(("visit", batch.source.id, batch.session_key))
+    return frozenset(keys)
 
 
 async def write_bulk(

@@ -125,7 +125,8 @@ async def continue_or_open_visit(
                 sessions.c.visit_key == visit_key,
                 sessions.c.profile_id == profile_id,
             )
-            .order_by(sessions.c.last_event_at.desc())
+            # The visits of one key follow each other: the last started is the last active.
+            .order_by(sessions.c.started_at.desc())
             .limit(1)
         )
     ).first()

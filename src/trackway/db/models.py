@@ -89,7 +89,9 @@ class Session(Base):
     __tablename__ = "sessions"
     __table_args__ = (
         UniqueConstraint("source_id", "client_key"),
-        Index("ix_sessions_visit", "source_id", "visit_key", "last_event_at"),
+        # started_at, not last_event_at: a column no touch changes, so touching a visit is a
+        # HOT update that writes no index (migration 0005).
+        Index("ix_sessions_visit", "source_id", "visit_key", "started_at"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -116,7 +118,6 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("source_id", "dedup_key"),
         Index("ix_events_profile_time", "profile_id", "time", "id"),
-        Index("ix_events_session_id", "session_id"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
