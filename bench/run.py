@@ -58,6 +58,7 @@ RUNS = {
         RunSpec("pg", "trackway", "postgresql", 1, mixed=True),
         RunSpec("pg-2w", "trackway", "postgresql", 2, mixed=True),
         RunSpec("sqlite", "trackway", "sqlite", 1, mixed=True),
+        RunSpec("sqlite-tracardi", "trackway", "sqlite", 1, mixed=False),
     )
 }
 

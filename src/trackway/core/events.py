@@ -8,12 +8,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.core.batch import EventIn, IngestBatch, TraitsPatch
-from trackway.db.models import events as events_table
-from trackway.db.sql import insert_ignore
+from trackway.db import statements
 
 _last_stamp = 0
 
@@ -76,10 +74,9 @@ async def store(
     if not rows:
         return [], []
     if not first_by_key:
-        await db.execute(insert(events_table), rows)
+        await db.execute(statements.INSERT_EVENTS, rows)
         return [row["id"] for row in rows], []
-    stmt = insert_ignore(dialect, events_table, ["source_id", "dedup_key"]).values(rows)
-    inserted = set((await db.execute(stmt.returning(events_table.c.id))).scalars())
+    inserted = set((await db.execute(statements.insert_events(dialect), rows)).scalars())
     stored = [row["id"] for row in rows if row["id"] in inserted]
     if len(inserted) == len(rows) and not repeated:
         return stored, []
@@ -87,11 +84,8 @@ async def store(
     existing = {key: first_by_key[key] for key in first_by_key if first_by_key[key] in inserted}
     missing = [row["dedup_key"] for row in rows if row["id"] not in inserted]
     if missing:
-        found = await db.execute(
-            select(events_table.c.dedup_key, events_table.c.id).where(
-                events_table.c.source_id == source_id, events_table.c.dedup_key.in_(missing)
-            )
-        )
+        params = {"source_id": source_id, "keys": missing}
+        found = await db.execute(statements.STORED_EVENT_IDS, params)
         existing.update({row.dedup_key: row.id for row in found})
     duplicates = [existing[row["dedup_key"]] for row in rows if row["id"] not in inserted]
     duplicates.extend(existing[key] for key in repeated)

@@ -7,12 +7,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.core.batch import IdentityRef
+from trackway.db import statements
 from trackway.db.models import identities, profiles
-from trackway.db.sql import insert_ignore
 
 #: Merges compress chains to one hop, so a longer walk means something is badly wrong.
 MAX_CHAIN = 32
@@ -27,9 +27,7 @@ async def live_profile_id(db: AsyncConnection, profile_id: str) -> str | None:
     """Follow ``merged_into`` to the surviving profile; ``None`` if the id names nothing."""
     current = profile_id
     for _ in range(MAX_CHAIN):
-        merged_into = (
-            await db.execute(select(profiles.c.merged_into).where(profiles.c.id == current))
-        ).first()
+        merged_into = (await db.execute(statements.MERGED_INTO, {"id": current})).first()
         if merged_into is None:
             return None
         if merged_into[0] is None:
@@ -41,15 +39,16 @@ async def live_profile_id(db: AsyncConnection, profile_id: str) -> str | None:
 async def create_profile(db: AsyncConnection, now: datetime, *, anonymous: bool) -> str:
     profile_id = str(uuid.uuid4())
     await db.execute(
-        insert(profiles).values(
-            id=profile_id,
-            traits={},
-            anonymous=anonymous,
-            visits=0,
-            created_at=now,
-            updated_at=now,
-            last_seen_at=now,
-        )
+        statements.CREATE_PROFILE,
+        {
+            "id": profile_id,
+            "traits": {},
+            "anonymous": anonymous,
+            "visits": 0,
+            "created_at": now,
+            "updated_at": now,
+            "last_seen_at": now,
+        },
     )
     return profile_id
 
@@ -63,15 +62,16 @@ async def lookup(db: AsyncConnection, refs: list[IdentityRef]) -> dict[IdentityR
     """The live profile each known identity points at; unknown identities are absent."""
     if not refs:
         return {}
-    rows = (
-        await db.execute(
-            select(identities.c.scope, identities.c.kind, identities.c.value, identities.c.profile_id).where(
-                tuple_(identities.c.scope, identities.c.kind, identities.c.value).in_(
-                    [(r.scope, r.kind, r.value) for r in refs]
-                )
-            )
-        )
-    ).all()
+    if db.dialect.name == "postgresql":
+        params = {
+            "scopes": [r.scope for r in refs],
+            "kinds": [r.kind for r in refs],
+            "keys": [r.value for r in refs],
+        }
+        rows = (await db.execute(statements.PG_IDENTITY_OWNERS, params)).all()
+    else:
+        refs_in = [(r.scope, r.kind, r.value) for r in refs]
+        rows = (await db.execute(statements.IDENTITY_OWNERS, {"refs": refs_in})).all()
     owners = {(row.scope, row.kind, row.value): row.profile_id for row in rows}
     found: dict[IdentityRef, str] = {}
     for ref in refs:
@@ -96,19 +96,11 @@ async def link(db: AsyncConnection, dialect: str, ref: IdentityRef, profile_id: 
         "profile_id": profile_id,
         "created_at": now,
     }
-    stmt = insert_ignore(dialect, identities, ["scope", "kind", "value"]).values(values)
-    result = await db.execute(stmt.returning(identities.c.profile_id))
+    result = await db.execute(statements.link_identity(dialect), values)
     if result.first() is not None:
         return profile_id
-    owner = (
-        await db.execute(
-            select(identities.c.profile_id).where(
-                identities.c.scope == ref.scope,
-                identities.c.kind == ref.kind,
-                identities.c.value == ref.value,
-            )
-        )
-    ).scalar_one()
+    key = {"scope": ref.scope, "kind": ref.kind, "value": ref.value}
+    owner = (await db.execute(statements.IDENTITY_OWNER, key)).scalar_one()
     return await live_profile_id(db, owner) or owner
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.core import carts, identity
@@ -20,9 +20,9 @@ from trackway.core import sessions as session_store
 from trackway.core.batch import IdentityRef, IngestBatch, IngestResult
 from trackway.core.merge import merge_profiles
 from trackway.core.uow import UnitOfWork
+from trackway.db import statements
 from trackway.db.errors import is_retryable, is_unavailable
 from trackway.db.models import profiles
-from trackway.db.sql import greatest
 from trackway.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -371,18 +371,11 @@ class _Run:
         """
         now = self.batch.meta.received_at
         for _ in range(identity.MAX_CHAIN):
-            stmt = (
-                update(profiles)
-                .where(profiles.c.id == profile_id, profiles.c.merged_into.is_(None))
-                .values(last_seen_at=greatest(profiles.c.last_seen_at, now))
-                .returning(profiles.c.id, profiles.c.traits, profiles.c.anonymous)
-            )
-            row = (await self.db.execute(stmt)).mappings().first()
+            params = {"pid": profile_id, "at": now}
+            row = (await self.db.execute(statements.LOCK_LIVE_PROFILE, params)).mappings().first()
             if row is not None:
                 return dict(row)
-            merged = (
-                await self.db.execute(select(profiles.c.merged_into).where(profiles.c.id == profile_id))
-            ).first()
+            merged = (await self.db.execute(statements.MERGED_INTO, {"id": profile_id})).first()
             if merged is None:
                 return None
             if merged[0] is not None:

@@ -9,12 +9,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import ua_parser
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.core.batch import IngestBatch
-from trackway.db.models import sessions
-from trackway.db.sql import greatest, insert_ignore
+from trackway.db import statements
 
 _SESSION_NS = uuid.UUID("7d1f5a2e-5b7c-4f4e-9f1e-2c6a0c1b8a10")
 
@@ -59,11 +57,8 @@ def session_id_for(source_id: str, client_key: str) -> str:
 
 async def owner_of(db: AsyncConnection, source_id: str, client_key: str) -> str | None:
     """The profile a known session belongs to (possibly merged since: the caller follows it)."""
-    return (
-        await db.execute(
-            select(sessions.c.profile_id).where(sessions.c.id == session_id_for(source_id, client_key))
-        )
-    ).scalar_one_or_none()
+    params = {"id": session_id_for(source_id, client_key)}
+    return (await db.execute(statements.SESSION_OWNER, params)).scalar_one_or_none()
 
 
 async def claim(
@@ -84,20 +79,20 @@ async def claim(
     ``(source_id, client_key)`` lets exactly one create it, the rest read its owner.
     """
     session_id = session_id_for(source_id, client_key)
-    stmt = insert_ignore(dialect, sessions, ["source_id", "client_key"]).values(
-        id=session_id,
-        source_id=source_id,
-        client_key=client_key,
-        profile_id=profile_id,
-        started_at=now,
-        last_event_at=now,
-        event_count=events,
-        context=context(),
-        visit_key=visit_key,
-    )
-    if (await db.execute(stmt.returning(sessions.c.id))).first() is not None:
+    values = {
+        "id": session_id,
+        "source_id": source_id,
+        "client_key": client_key,
+        "profile_id": profile_id,
+        "started_at": now,
+        "last_event_at": now,
+        "event_count": events,
+        "context": context(),
+        "visit_key": visit_key,
+    }
+    if (await db.execute(statements.claim_session(dialect), values)).first() is not None:
         return session_id, True, profile_id
-    owner = (await db.execute(select(sessions.c.profile_id).where(sessions.c.id == session_id))).scalar_one()
+    owner = (await db.execute(statements.SESSION_OWNER, {"id": session_id})).scalar_one()
     return session_id, False, owner
 
 
@@ -117,19 +112,8 @@ async def continue_or_open_visit(
     For dialects whose clients send no session id. The caller holds the profile's row
     lock, so two batches of one person cannot both open a visit.
     """
-    latest = (
-        await db.execute(
-            select(sessions.c.id, sessions.c.last_event_at)
-            .where(
-                sessions.c.source_id == source_id,
-                sessions.c.visit_key == visit_key,
-                sessions.c.profile_id == profile_id,
-            )
-            # The visits of one key follow each other: the last started is the last active.
-            .order_by(sessions.c.started_at.desc())
-            .limit(1)
-        )
-    ).first()
+    params = {"source_id": source_id, "visit_key": visit_key, "profile_id": profile_id}
+    latest = (await db.execute(statements.LATEST_VISIT, params)).first()
     if latest is not None and abs(at - latest.last_event_at) <= timedelta(seconds=timeout_seconds):
         return latest.id, False
     session_id, created, _owner = await claim(
@@ -151,13 +135,5 @@ async def touch(db: AsyncConnection, session_id: str, *, now: datetime, events: 
     Trying the update first costs one round trip for a returning visitor, whose session
     nearly always exists; only a miss goes on to ``claim``.
     """
-    result = await db.execute(
-        update(sessions)
-        .where(sessions.c.id == session_id)
-        .values(
-            last_event_at=greatest(sessions.c.last_event_at, now),
-            event_count=sessions.c.event_count + events,
-        )
-        .returning(sessions.c.id)
-    )
-    return result.first() is not None
+    params = {"sid": session_id, "at": now, "n": events}
+    return (await db.execute(statements.TOUCH_SESSION, params)).first() is not None
