@@ -72,14 +72,17 @@ async def lookup(db: AsyncConnection, refs: list[IdentityRef]) -> dict[IdentityR
     else:
         refs_in = [(r.scope, r.kind, r.value) for r in refs]
         rows = (await db.execute(statements.IDENTITY_OWNERS, {"refs": refs_in})).all()
-    owners = {(row.scope, row.kind, row.value): row.profile_id for row in rows}
+    owners = {(row.scope, row.kind, row.value): (row.profile_id, row.merged_into) for row in rows}
     found: dict[IdentityRef, str] = {}
     for ref in refs:
         owner = owners.get((ref.scope, ref.kind, ref.value))
-        if owner is not None:
-            live = await live_profile_id(db, owner)
-            if live is not None:
-                found[ref] = live
+        if owner is None:
+            continue
+        profile_id, merged_into = owner
+        # Most owners are live: only a merged one needs its chain followed.
+        live = profile_id if merged_into is None else await live_profile_id(db, merged_into)
+        if live is not None:
+            found[ref] = live
     return found
 
 

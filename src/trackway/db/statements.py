@@ -41,21 +41,33 @@ IDENTITY_OWNER = select(identities.c.profile_id).where(
     identities.c.value == bindparam("value"),
 )
 
-#: Identities by key, on PostgreSQL: three arrays, one statement text whatever their count.
+#: Identities by key with their profile's ``merged_into``, on PostgreSQL: three arrays, one
+#: statement text whatever their count.
 PG_IDENTITY_OWNERS = text(
     """
-    SELECT i.scope, i.kind, i.value, i.profile_id FROM identities i
+    SELECT i.scope, i.kind, i.value, i.profile_id, p.merged_into FROM identities i
     JOIN unnest(CAST(:scopes AS varchar[]), CAST(:kinds AS varchar[]), CAST(:keys AS varchar[]))
          AS k(scope, kind, value)
       ON i.scope = k.scope AND i.kind = k.kind AND i.value = k.value
+    JOIN profiles p ON p.id = i.profile_id
     """
 )
 
 #: Identities by key elsewhere (SQLite): a row-value ``IN`` list.
-IDENTITY_OWNERS = select(
-    identities.c.scope, identities.c.kind, identities.c.value, identities.c.profile_id
-).where(
-    tuple_(identities.c.scope, identities.c.kind, identities.c.value).in_(bindparam("refs", expanding=True))
+IDENTITY_OWNERS = (
+    select(
+        identities.c.scope,
+        identities.c.kind,
+        identities.c.value,
+        identities.c.profile_id,
+        profiles.c.merged_into,
+    )
+    .join(profiles, profiles.c.id == identities.c.profile_id)
+    .where(
+        tuple_(identities.c.scope, identities.c.kind, identities.c.value).in_(
+            bindparam("refs", expanding=True)
+        )
+    )
 )
 
 #: Continue a visit: move its clock, add to its count; no row: the visit does not exist.
