@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         5.0, ge=0, description="How long a looked-up source is cached in-process (0: never)."
     )
     db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size per worker.")
+    db_prefer_indexes: bool = Field(
+        True,
+        description="Plan Trackway's PostgreSQL queries with sequential scans as the last resort "
+        "(enable_seqscan=off on its own connections): every query it makes is a key lookup.",
+    )
     db_pool_pre_ping: bool = Field(
         True,
         description="Check each pooled PostgreSQL connection before use (three round trips); "

@@ -51,7 +51,9 @@ async def test_concurrent_groups_over_the_same_people_never_deadlock(settings, u
     engine = create_async_engine(
         settings.database_url,
         pool_size=GROUPS_AT_ONCE,
-        connect_args={"server_settings": {"enable_indexscan": "off", "enable_bitmapscan": "off"}},
+        connect_args={
+            "server_settings": {"enable_seqscan": "on", "enable_indexscan": "off", "enable_bitmapscan": "off"}
+        },
     )
     seq_scans = SqlUnitOfWork(engine)
     rng = random.Random(7)
@@ -100,7 +102,7 @@ async def test_the_lock_steps_lock_in_id_order_even_on_sequential_scans(uow, tra
     no_events: list[list[str]] = [[] for _ in range(10)]
     async with uow.engine.connect() as db:
         conn = (await db.get_raw_connection()).driver_connection
-        await conn.execute("SET enable_indexscan = off; SET enable_bitmapscan = off")
+        await conn.execute("SET enable_seqscan = on; SET enable_indexscan = off; SET enable_bitmapscan = off")
         try:
             (plan,) = await conn.fetchval("EXPLAIN (FORMAT JSON) " + find_live, ["a", "b"], ["c"])
             assert _locks_in_id_order(plan["Plan"]), plan
@@ -116,4 +118,4 @@ async def test_the_lock_steps_lock_in_id_order_even_on_sequential_scans(uow, tra
             kinds = [_locked_tables(node) for node in _nodes(plan["Plan"]) if node["Node Type"] == "LockRows"]
             assert sorted(kinds) == [["profiles"], ["sessions"]], kinds
         finally:
-            await conn.execute("RESET enable_indexscan; RESET enable_bitmapscan")
+            await conn.execute("RESET enable_seqscan; RESET enable_indexscan; RESET enable_bitmapscan")
