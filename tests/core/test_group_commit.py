@@ -233,3 +233,37 @@ async def test_a_visitor_whose_rows_are_in_flight_waits_for_the_next_group(uow, 
     assert [batch for batch, _ in group] == free
     assert keys == {("profile", "p-free"), ("visit", SOURCE, "b"), ("visit", SOURCE, "c")}
     assert [batch for batch, _ in writer._queue] == [busy_profile, busy_visit]
+
+
+async def test_the_bulk_path_stores_times_as_the_per_batch_steps_do(uow, tracardi_source) -> None:
+    """Times written by the bulk path and by SQLAlchemy compare as times (SQLite keeps text)."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from trackway.core import sessions as session_store
+    from trackway.db.models import profiles, sessions
+
+    late = datetime.now(UTC)
+    visitor = _new_visitor("clock")
+    visitor.meta = RequestMeta(received_at=late)
+    async with uow.transaction() as db:
+        (result,) = await write_bulk(db, uow.dialect, [visitor])
+    assert result is not None and result.session_id is not None
+    async with uow.transaction() as db:  # an older time through SQLAlchemy moves nothing back
+        assert await session_store.touch(db, result.session_id, now=late - timedelta(hours=1), events=0)
+    async with uow.read() as db:
+        row = (await db.execute(select(sessions).where(sessions.c.id == result.session_id))).one()
+        seen = (
+            await db.execute(select(profiles.c.last_seen_at).where(profiles.c.id == result.profile_id))
+        ).scalar_one()
+    assert row.started_at == late and row.last_event_at == late and seen == late
+    assert row.event_count == 1
+
+    again = _new_visitor("clock", profile=result.profile_id)
+    again.meta = RequestMeta(received_at=late - timedelta(minutes=5))  # older, through the bulk path
+    async with uow.transaction() as db:
+        await write_bulk(db, uow.dialect, [again])
+    async with uow.read() as db:
+        row = (await db.execute(select(sessions).where(sessions.c.id == result.session_id))).one()
+    assert row.last_event_at == late and row.event_count == 2

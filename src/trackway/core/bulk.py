@@ -24,7 +24,7 @@ visitor whose session a concurrent group opened first. The per-batch steps of
 ``core/ingest.py`` then follow it in the same transaction.
 
 The SQL lives in a ``BulkStore``: ``db/bulk_pg.py`` (asyncpg, one fixed statement per step)
-and ``db/bulk_core.py`` (SQLAlchemy Core, SQLite). This module decides; they only write.
+and ``db/bulk_sqlite.py`` (aiosqlite). This module decides; they only write.
 """
 
 from __future__ import annotations

@@ -35,8 +35,8 @@ from trackway.core.batch import IngestBatch, IngestResult
 from trackway.core.bulk import BulkStore, BulkWriter, is_bulk
 from trackway.core.ingest import in_transaction, ingest_many, observe, run_in_person_order
 from trackway.core.uow import UnitOfWork
-from trackway.db.bulk_core import CoreBulkStore
 from trackway.db.bulk_pg import PgBulkStore
+from trackway.db.bulk_sqlite import SqliteBulkStore
 from trackway.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ async def write_bulk(
     db: AsyncConnection, dialect: str, batches: list[IngestBatch]
 ) -> list[IngestResult | None]:
     """Plain batches through the bulk path in the open transaction; ``None``: handed back."""
-    store: BulkStore = PgBulkStore(db) if dialect == "postgresql" else CoreBulkStore(db)
+    store: BulkStore = PgBulkStore(db) if dialect == "postgresql" else SqliteBulkStore(db)
     return await BulkWriter(store, batches).run()
 
 

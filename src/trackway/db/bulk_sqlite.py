@@ -1,0 +1,181 @@
+"""The bulk path's statements on SQLite, sent through aiosqlite directly.
+
+Through SQLAlchemy each row's values went through its type processing in Python (time
+zones, the text form of a timestamp, JSON) and each statement through its compiler and
+executemany emulation; on SQLite, where the database itself runs in this process, that
+was most of a group's write. Here the rows are turned into SQLite's values once and sent
+as a few plain statements on the aiosqlite connection under SQLAlchemy's, inside the
+transaction SQLAlchemy began (``BEGIN IMMEDIATE``, ``db/engine.py``).
+
+Values are stored exactly as SQLAlchemy stores them, so both read them alike: timestamps
+as naive UTC text in SQLAlchemy's SQLite format (``2026-12-01 08:00:00.000000``, which
+sorts and compares as text), JSON as text, booleans as 0/1. SQLite has one writer and no
+row locks: the order of the statements is all that matters.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from trackway import jsonutil
+from trackway.core.bulk import EventColumns, NewSession
+
+#: SQLite allows 32,766 bound values a statement; events have ten columns, sessions seven.
+_EVENTS_PER_STATEMENT = 3000
+_SESSIONS_PER_STATEMENT = 4000
+
+
+def sqlite_time(value: datetime) -> str:
+    """A UTC timestamp as SQLAlchemy's SQLite DATETIME stores it (naive UTC text)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+@functools.lru_cache(maxsize=64)
+def _placeholders(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_events_sql(rows: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return (
+        "INSERT INTO events (id, source_id, profile_id, session_id, type, time, received_at, "
+        f"properties, context, dedup_key) VALUES {values} "
+        "ON CONFLICT (source_id, dedup_key) DO NOTHING RETURNING id"
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_sessions_sql(rows: int) -> str:
+    values = ", ".join(["(?, ?, ?, NULL, ?, ?, ?, 0, ?)"] * rows)
+    return (
+        "INSERT INTO sessions (id, source_id, client_key, visit_key, profile_id, started_at, "
+        f"last_event_at, event_count, context) VALUES {values} "
+        "ON CONFLICT (source_id, client_key) DO NOTHING RETURNING id"
+    )
+
+
+_INSERT_PROFILE = (
+    "INSERT INTO profiles (id, traits, anonymous, visits, created_at, updated_at, last_seen_at) "
+    "VALUES (?, '{}', 1, 1, ?, ?, ?)"
+)
+_TOUCH_SESSION = (
+    "UPDATE sessions SET last_event_at = max(last_event_at, ?), event_count = event_count + ? WHERE id = ?"
+)
+_SEE_PROFILE = "UPDATE profiles SET last_seen_at = max(last_seen_at, ?), visits = visits + ? WHERE id = ?"
+
+
+class SqliteBulkStore:
+    """``core.bulk.BulkStore`` on SQLite."""
+
+    def __init__(self, db: AsyncConnection) -> None:
+        self._db = db
+        self._conn: Any = None
+
+    async def _driver(self) -> Any:
+        """The aiosqlite connection, checked to be inside the group's transaction."""
+        if self._conn is None:
+            raw = await self._db.get_raw_connection()
+            conn = raw.driver_connection
+            if not conn.in_transaction:
+                raise RuntimeError("the bulk path writes only inside the group's transaction")
+            self._conn = conn
+        return self._conn
+
+    async def find_live_profiles_and_sessions(
+        self, profile_ids: list[str], session_ids: list[str]
+    ) -> tuple[set[str], set[str]]:
+        conn = await self._driver()
+        parts: list[str] = []
+        params: list[str] = []
+        if profile_ids:
+            parts.append(
+                "SELECT 1, id FROM profiles "
+                f"WHERE id IN ({_placeholders(len(profile_ids))}) AND merged_into IS NULL"
+            )
+            params.extend(profile_ids)
+        if session_ids:
+            parts.append(f"SELECT 0, id FROM sessions WHERE id IN ({_placeholders(len(session_ids))})")
+            params.extend(session_ids)
+        live: set[str] = set()
+        existing: set[str] = set()
+        if parts:
+            for is_profile, row_id in await conn.execute_fetchall(" UNION ALL ".join(parts), params):
+                (live if is_profile else existing).add(row_id)
+        return live, existing
+
+    async def open_sessions(self, new: list[NewSession], fresh: dict[str, datetime]) -> set[str]:
+        conn = await self._driver()
+        if fresh:
+            rows = []
+            for profile_id, at in fresh.items():
+                when = sqlite_time(at)
+                rows.append((profile_id, when, when, when))
+            await conn.executemany(_INSERT_PROFILE, rows)
+        created: set[str] = set()
+        for start in range(0, len(new), _SESSIONS_PER_STATEMENT):
+            chunk = new[start : start + _SESSIONS_PER_STATEMENT]
+            params: list[Any] = []
+            for s in chunk:
+                started = sqlite_time(s.started_at)
+                context = jsonutil.dumps_str(s.context)
+                params.extend((s.id, s.source_id, s.client_key, s.profile_id, started, started, context))
+            found = await conn.execute_fetchall(_insert_sessions_sql(len(chunk)), params)
+            created.update(row[0] for row in found)
+        return created
+
+    async def delete_profiles(self, ids: list[str]) -> None:
+        conn = await self._driver()
+        await conn.execute_fetchall(f"DELETE FROM profiles WHERE id IN ({_placeholders(len(ids))})", ids)
+
+    async def insert_events(
+        self, rows: EventColumns, sessions: list[str], seen: dict[str, int], at: datetime
+    ) -> set[str]:
+        conn = await self._driver()
+        inserted: set[str] = set()
+        dumps = jsonutil.dumps_str
+        for start in range(0, len(rows), _EVENTS_PER_STATEMENT):
+            end = min(start + _EVENTS_PER_STATEMENT, len(rows))
+            params: list[Any] = []
+            for i in range(start, end):
+                params.extend(
+                    (
+                        rows.id[i],
+                        rows.source_id[i],
+                        rows.profile_id[i],
+                        rows.session_id[i],
+                        rows.type[i],
+                        sqlite_time(rows.time[i]),
+                        sqlite_time(rows.received_at[i]),
+                        dumps(rows.properties[i]),
+                        dumps(rows.context[i]),
+                        rows.dedup_key[i],
+                    )
+                )
+            found = await conn.execute_fetchall(_insert_events_sql(end - start), params)
+            inserted.update(row[0] for row in found)
+        when = sqlite_time(at)
+        if sessions:
+            counts = Counter(
+                session_id
+                for event_id, session_id in zip(rows.id, rows.session_id, strict=True)
+                if session_id is not None and event_id in inserted
+            )
+            await conn.executemany(_TOUCH_SESSION, [(when, counts[sid], sid) for sid in sessions])
+        if seen:
+            await conn.executemany(_SEE_PROFILE, [(when, n, pid) for pid, n in seen.items()])
+        return inserted
+
+    async def stored_event_ids(self, source_id: str, keys: list[str]) -> dict[str, str]:
+        conn = await self._driver()
+        found = await conn.execute_fetchall(
+            "SELECT dedup_key, id FROM events "
+            f"WHERE source_id = ? AND dedup_key IN ({_placeholders(len(keys))})",
+            [source_id, *keys],
+        )
+        return {row[0]: row[1] for row in found}
