@@ -13,7 +13,9 @@ def test_thresholds_are_raised_inside_and_restored_after() -> None:
     before = gc.get_threshold()
     with gc_thresholds(123_456):
         assert gc.get_threshold()[0] == 123_456
+        assert gc.get_freeze_count() > 0  # what was alive at the start is left out of collections
     assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
     with gc_thresholds(0):
         assert gc.get_threshold() == before
 
