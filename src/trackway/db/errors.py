@@ -12,8 +12,13 @@ _DOWN_SQLSTATE_CLASSES = ("08", "57", "53")
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """A conflict with a concurrent transaction: the same work may succeed if run again."""
-    if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
+    """A conflict with a concurrent transaction: the same work may succeed if run again.
+
+    Also for asyncpg's own errors, which the bulk path (``db/bulk_pg.py``) gets unwrapped.
+    """
+    if not isinstance(exc, DBAPIError):
+        return getattr(exc, "sqlstate", None) in _RETRY_SQLSTATES
+    if exc.connection_invalidated:
         return False
     code = getattr(exc.orig, "sqlstate", None)
     if code in _RETRY_SQLSTATES:
@@ -42,6 +47,11 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         if isinstance(exc, OperationalError) and "unable to open database" in str(orig):
             return True
-    # asyncpg raises its own errors from the pool's connect, outside SQLAlchemy's wrapping.
+    # asyncpg raises its own errors from the pool's connect and on the bulk path, outside
+    # SQLAlchemy's wrapping.
+    if not isinstance(exc, DBAPIError) and str(getattr(exc, "sqlstate", "") or "").startswith(
+        _DOWN_SQLSTATE_CLASSES
+    ):
+        return True
     name = type(exc).__name__
     return "ConnectionDoesNotExist" in name or "CannotConnectNow" in name
