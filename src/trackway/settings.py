@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         32, ge=1, le=10_000, description="Most requests' batches written in one transaction."
     )
     group_commit_in_flight: int = Field(
-        3, ge=1, le=64, description="Groups written at once on PostgreSQL (SQLite: always 1)."
+        4, ge=1, le=64, description="Groups written at once on PostgreSQL (SQLite: always 1)."
     )
     gc_gen0_threshold: int = Field(
         100_000,

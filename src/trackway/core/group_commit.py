@@ -63,7 +63,7 @@ class GroupCommitWriter:
         *,
         window: float = 0.002,
         max_batches: int = 32,
-        in_flight: int = 3,
+        in_flight: int = 4,
     ) -> None:
         self._uow = uow
         self._window = window
