@@ -52,3 +52,18 @@ def tracker_payload(
     if profile is not None:
         payload["profile"] = {"id": profile}
     return payload
+
+
+def plain_batch(source_id: str, session: str, profile: str | None = None) -> Any:
+    """A batch the bulk path takes: one page view with a fresh event id, a session, maybe a profile id."""
+    from datetime import UTC, datetime
+
+    from trackway.core.batch import EventIn, IngestBatch, RequestMeta, SourceRef
+
+    return IngestBatch(
+        source=SourceRef(source_id, "tracardi"),
+        meta=RequestMeta(received_at=datetime.now(UTC)),
+        events=[EventIn("page-view", dedup_key=str(uuid.uuid4()))],
+        profile_hint=profile,
+        session_key=session,
+    )

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from trackway.core.batch import EventIn, IngestBatch, RequestMeta, SourceRef
+from tests.helpers import plain_batch
+from trackway.core.batch import IngestBatch
 from trackway.core.group_commit import write_bulk
 from trackway.db.uow import SqlUnitOfWork
 
@@ -32,13 +32,7 @@ ROUNDS = 40
 
 
 def visit(profile: str | None, session: str) -> IngestBatch:
-    return IngestBatch(
-        source=SourceRef(SOURCE, "tracardi"),
-        meta=RequestMeta(received_at=datetime.now(UTC)),
-        events=[EventIn("page-view", dedup_key=str(uuid.uuid4()))],
-        profile_hint=profile,
-        session_key=session,
-    )
+    return plain_batch(SOURCE, session, profile)
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

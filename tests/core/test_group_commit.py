@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.conftest import ADMIN, count
-from tests.helpers import tracker_payload
+from tests.helpers import plain_batch, tracker_payload
 from trackway.core import identity
 from trackway.core.batch import (
     EventIn,
@@ -154,13 +154,7 @@ def test_plain_batches_take_the_bulk_path() -> None:
 
 
 def _new_visitor(session: str, profile: str | None = None) -> IngestBatch:
-    return IngestBatch(
-        source=SourceRef(SOURCE, "tracardi"),
-        meta=RequestMeta(received_at=datetime.now(UTC)),
-        events=[EventIn("page-view", dedup_key=str(uuid.uuid4()))],
-        profile_hint=profile,
-        session_key=session,
-    )
+    return plain_batch(SOURCE, session, profile)
 
 
 async def test_new_visitors_in_one_group_share_the_profile_of_their_session(uow, tracardi_source) -> None:

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import asyncpg
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway import jsonutil
 from trackway.core.bulk import EventColumns, NewSession
+from trackway.db.sql import DriverStatements
 
 # FOR KEY SHARE: a merge (FOR UPDATE) waits for the group, concurrent groups do not.
 _FIND_LIVE = text(
@@ -102,21 +101,8 @@ _STORED_EVENT_IDS = """
 """
 
 
-class PgBulkStore:
+class PgBulkStore(DriverStatements):
     """``core.bulk.BulkStore`` on PostgreSQL. ``find_live_profiles_and_sessions`` comes first."""
-
-    def __init__(self, db: AsyncConnection) -> None:
-        self._db = db
-        self._conn: asyncpg.Connection | None = None
-
-    async def _driver(self) -> asyncpg.Connection:
-        if self._conn is None:
-            raw = await self._db.get_raw_connection()
-            conn: asyncpg.Connection = raw.driver_connection
-            if not conn.is_in_transaction():
-                raise RuntimeError("the bulk path writes only inside the group's transaction")
-            self._conn = conn
-        return self._conn
 
     async def find_live_profiles_and_sessions(
         self, profile_ids: list[str], session_ids: list[str]

@@ -20,10 +20,9 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from trackway import jsonutil
 from trackway.core.bulk import EventColumns, NewSession
+from trackway.db.sql import DriverStatements
 
 #: SQLite allows 32,766 bound values a statement; events have ten columns, sessions seven.
 _EVENTS_PER_STATEMENT = 3000
@@ -70,22 +69,8 @@ _TOUCH_SESSION = (
 _SEE_PROFILE = "UPDATE profiles SET last_seen_at = max(last_seen_at, ?), visits = visits + ? WHERE id = ?"
 
 
-class SqliteBulkStore:
+class SqliteBulkStore(DriverStatements):
     """``core.bulk.BulkStore`` on SQLite."""
-
-    def __init__(self, db: AsyncConnection) -> None:
-        self._db = db
-        self._conn: Any = None
-
-    async def _driver(self) -> Any:
-        """The aiosqlite connection, checked to be inside the group's transaction."""
-        if self._conn is None:
-            raw = await self._db.get_raw_connection()
-            conn = raw.driver_connection
-            if not conn.in_transaction:
-                raise RuntimeError("the bulk path writes only inside the group's transaction")
-            self._conn = conn
-        return self._conn
 
     async def find_live_profiles_and_sessions(
         self, profile_ids: list[str], session_ids: list[str]

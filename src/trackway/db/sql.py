@@ -6,6 +6,7 @@ from typing import Any, cast
 
 from sqlalchemy import ClauseElement, ColumnElement, String, Table, any_, case, literal
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 def insert_ignore(dialect: str, table: Table, conflict_columns: list[str]) -> Any:
@@ -51,3 +52,21 @@ def in_ids(dialect: str, column: Any, ids: list[str]) -> ColumnElement[bool]:
     if dialect == "postgresql":
         return column == any_(literal(ids, postgresql.ARRAY(String())))
     return cast(ColumnElement[bool], column.in_(ids))
+
+
+class DriverStatements:
+    """Base of the bulk stores: statements sent on the driver's own connection under ``db``
+    (asyncpg's or aiosqlite's), skipping SQLAlchemy, inside the transaction it began."""
+
+    def __init__(self, db: AsyncConnection) -> None:
+        self._db = db
+        self._conn: Any = None
+
+    async def _driver(self) -> Any:
+        if self._conn is None:
+            conn = (await self._db.get_raw_connection()).driver_connection
+            inside = conn.is_in_transaction() if hasattr(conn, "is_in_transaction") else conn.in_transaction
+            if not inside:
+                raise RuntimeError("the bulk path writes only inside the group's transaction")
+            self._conn = conn
+        return self._conn
