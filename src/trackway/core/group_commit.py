@@ -50,7 +50,7 @@ GroupWrite = Callable[[AsyncConnection, str, list[IngestBatch]], Awaitable[list[
 
 
 class GroupCommitWriter:
-    """Queues batches and writes them in groups, one transaction each.
+    """Queues batches and writes them in groups, one or two transactions each (``_write``).
 
     While one group waits on the database the next one gathers and may start, up to
     ``in_flight`` groups at once on PostgreSQL (their profile locks are all taken in id
@@ -157,8 +157,10 @@ class GroupCommitWriter:
     async def _write(self, group: list[Pending]) -> None:
         """The group's plain batches in one transaction, then the others (and those the bulk
         path handed back) in a second one, each request answered after its own commit."""
-        plain = [pending for pending in group if is_bulk(pending[0])]
-        rest = [pending for pending in group if not is_bulk(pending[0])]
+        plain: list[Pending] = []
+        rest: list[Pending] = []
+        for pending in group:
+            (plain if is_bulk(pending[0]) else rest).append(pending)
         if plain:
             rest.extend(await self._commit(plain, write_bulk))
         if rest:

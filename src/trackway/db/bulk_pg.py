@@ -24,7 +24,7 @@ from sqlalchemy import text
 
 from trackway import jsonutil
 from trackway.core.bulk import EventColumns, NewSession
-from trackway.db.sql import DriverStatements
+from trackway.db.statements import DriverStatements
 
 # FOR KEY SHARE: a merge (FOR UPDATE) waits for the group, concurrent groups do not.
 _FIND_LIVE = text(
@@ -58,8 +58,6 @@ _OPEN_SESSIONS = """
     ON CONFLICT (source_id, client_key) DO NOTHING
     RETURNING id
 """
-
-_DELETE_PROFILES = "DELETE FROM profiles WHERE id = ANY($1::varchar[])"
 
 _INSERT_EVENTS = """
     WITH inserted AS (
@@ -96,10 +94,6 @@ _INSERT_EVENTS = """
     SELECT id FROM inserted
 """
 
-_STORED_EVENT_IDS = """
-    SELECT dedup_key, id FROM events WHERE source_id = $1 AND dedup_key = ANY($2::varchar[])
-"""
-
 
 class PgBulkStore(DriverStatements):
     """``core.bulk.BulkStore`` on PostgreSQL. ``find_live_profiles_and_sessions`` comes first."""
@@ -129,9 +123,6 @@ class PgBulkStore(DriverStatements):
         )
         return {row[0] for row in rows}
 
-    async def delete_profiles(self, ids: list[str]) -> None:
-        await (await self._driver()).execute(_DELETE_PROFILES, ids)
-
     async def insert_events(
         self, rows: EventColumns, sessions: list[str], seen: dict[str, int], at: datetime
     ) -> set[str]:
@@ -156,7 +147,3 @@ class PgBulkStore(DriverStatements):
             list(seen.values()),
         )
         return {row[0] for row in found}
-
-    async def stored_event_ids(self, source_id: str, keys: list[str]) -> dict[str, str]:
-        rows = await (await self._driver()).fetch(_STORED_EVENT_IDS, source_id, keys)
-        return {row[0]: row[1] for row in rows}

@@ -22,7 +22,7 @@ from typing import Any
 
 from trackway import jsonutil
 from trackway.core.bulk import EventColumns, NewSession
-from trackway.db.sql import DriverStatements
+from trackway.db.statements import DriverStatements
 
 #: SQLite allows 32,766 bound values a statement; events have ten columns, sessions seven.
 _EVENTS_PER_STATEMENT = 3000
@@ -39,24 +39,25 @@ def _placeholders(count: int) -> str:
     return ", ".join("?" * count)
 
 
-@functools.lru_cache(maxsize=256)
-def _insert_events_sql(rows: int) -> str:
-    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
-    return (
-        "INSERT INTO events (id, source_id, profile_id, session_id, type, time, received_at, "
-        f"properties, context, dedup_key) VALUES {values} "
-        "ON CONFLICT (source_id, dedup_key) DO NOTHING RETURNING id"
-    )
+_INSERT_EVENTS = (
+    "INSERT INTO events (id, source_id, profile_id, session_id, type, time, received_at, "
+    "properties, context, dedup_key) VALUES {values} "
+    "ON CONFLICT (source_id, dedup_key) DO NOTHING RETURNING id",
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+)
+_INSERT_SESSIONS = (
+    "INSERT INTO sessions (id, source_id, client_key, visit_key, profile_id, started_at, "
+    "last_event_at, event_count, context) VALUES {values} "
+    "ON CONFLICT (source_id, client_key) DO NOTHING RETURNING id",
+    "(?, ?, ?, NULL, ?, ?, ?, 0, ?)",
+)
 
 
-@functools.lru_cache(maxsize=256)
-def _insert_sessions_sql(rows: int) -> str:
-    values = ", ".join(["(?, ?, ?, NULL, ?, ?, ?, 0, ?)"] * rows)
-    return (
-        "INSERT INTO sessions (id, source_id, client_key, visit_key, profile_id, started_at, "
-        f"last_event_at, event_count, context) VALUES {values} "
-        "ON CONFLICT (source_id, client_key) DO NOTHING RETURNING id"
-    )
+@functools.lru_cache(maxsize=512)
+def _multi_row(statement: tuple[str, str], rows: int) -> str:
+    """``statement`` with ``rows`` copies of its row of placeholders (cached: the same few counts recur)."""
+    text, row = statement
+    return text.format(values=", ".join([row] * rows))
 
 
 _INSERT_PROFILE = (
@@ -110,13 +111,9 @@ class SqliteBulkStore(DriverStatements):
                 started = sqlite_time(s.started_at)
                 context = jsonutil.dumps_str(s.context)
                 params.extend((s.id, s.source_id, s.client_key, s.profile_id, started, started, context))
-            found = await conn.execute_fetchall(_insert_sessions_sql(len(chunk)), params)
+            found = await conn.execute_fetchall(_multi_row(_INSERT_SESSIONS, len(chunk)), params)
             created.update(row[0] for row in found)
         return created
-
-    async def delete_profiles(self, ids: list[str]) -> None:
-        conn = await self._driver()
-        await conn.execute_fetchall(f"DELETE FROM profiles WHERE id IN ({_placeholders(len(ids))})", ids)
 
     async def insert_events(
         self, rows: EventColumns, sessions: list[str], seen: dict[str, int], at: datetime
@@ -142,7 +139,7 @@ class SqliteBulkStore(DriverStatements):
                         rows.dedup_key[i],
                     )
                 )
-            found = await conn.execute_fetchall(_insert_events_sql(end - start), params)
+            found = await conn.execute_fetchall(_multi_row(_INSERT_EVENTS, end - start), params)
             inserted.update(row[0] for row in found)
         when = sqlite_time(at)
         if sessions:
@@ -155,12 +152,3 @@ class SqliteBulkStore(DriverStatements):
         if seen:
             await conn.executemany(_SEE_PROFILE, [(when, n, pid) for pid, n in seen.items()])
         return inserted
-
-    async def stored_event_ids(self, source_id: str, keys: list[str]) -> dict[str, str]:
-        conn = await self._driver()
-        found = await conn.execute_fetchall(
-            "SELECT dedup_key, id FROM events "
-            f"WHERE source_id = ? AND dedup_key IN ({_placeholders(len(keys))})",
-            [source_id, *keys],
-        )
-        return {row[0]: row[1] for row in found}

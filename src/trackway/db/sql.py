@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ClauseElement, ColumnElement, String, Table, any_, case, literal
+from sqlalchemy import ClauseElement, ColumnElement, Table, case, literal
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 def insert_ignore(dialect: str, table: Table, conflict_columns: list[str]) -> Any:
@@ -41,32 +40,3 @@ def upsert(
     """``INSERT ... ON CONFLICT (cols) DO UPDATE SET ...`` on both databases."""
     ins = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     return ins.values(values).on_conflict_do_update(index_elements=conflict_columns, set_=update_values)
-
-
-def in_ids(dialect: str, column: Any, ids: list[str]) -> ColumnElement[bool]:
-    """``column IN ids`` whose SQL text does not change with ``len(ids)``.
-
-    On PostgreSQL it is ``column = ANY($1)`` with one array parameter: asyncpg prepares
-    each distinct statement text, so an ``IN`` list of a new length costs a PREPARE.
-    """
-    if dialect == "postgresql":
-        return column == any_(literal(ids, postgresql.ARRAY(String())))
-    return cast(ColumnElement[bool], column.in_(ids))
-
-
-class DriverStatements:
-    """Base of the bulk stores: statements sent on the driver's own connection under ``db``
-    (asyncpg's or aiosqlite's), skipping SQLAlchemy, inside the transaction it began."""
-
-    def __init__(self, db: AsyncConnection) -> None:
-        self._db = db
-        self._conn: Any = None
-
-    async def _driver(self) -> Any:
-        if self._conn is None:
-            conn = (await self._db.get_raw_connection()).driver_connection
-            inside = conn.is_in_transaction() if hasattr(conn, "is_in_transaction") else conn.in_transaction
-            if not inside:
-                raise RuntimeError("the bulk path writes only inside the group's transaction")
-            self._conn = conn
-        return self._conn

@@ -6,7 +6,7 @@ derived visits, merges: Tracify and Tracktor requests) that was the larger part 
 CPU, about 10 coercions per statement and 30 statements per Tracify request (cProfile).
 A statement built once keeps its cache key, so each call only binds its values.
 Statements that differ between SQLite and PostgreSQL (``INSERT ... ON CONFLICT``) are
-built once per dialect. Lists of ids travel as one array on PostgreSQL (``in_ids``).
+built once per dialect.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, tuple_, update
+from sqlalchemy import bindparam, delete, insert, select, text, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.db.models import events, identities, profiles, sessions
 from trackway.db.sql import greatest, insert_ignore
@@ -102,6 +103,8 @@ STORED_EVENT_IDS = select(events.c.dedup_key, events.c.id).where(
     events.c.dedup_key.in_(bindparam("keys", expanding=True)),
 )
 
+DELETE_PROFILES = delete(profiles).where(profiles.c.id.in_(bindparam("ids", expanding=True)))
+
 
 @functools.cache
 def link_identity(dialect: str) -> Any:
@@ -119,3 +122,33 @@ def claim_session(dialect: str) -> Any:
 def insert_events(dialect: str) -> Any:
     """``INSERT`` events, skipping stored dedup keys; returns the ids it inserted."""
     return insert_ignore(dialect, events, ["source_id", "dedup_key"]).returning(events.c.id)
+
+
+class DriverStatements:
+    """Base of the bulk stores (``db/bulk_pg.py``, ``db/bulk_sqlite.py``).
+
+    Their hot statements go on the driver's own connection under ``db`` (asyncpg's or
+    aiosqlite's), skipping SQLAlchemy, inside the transaction SQLAlchemy began. The two
+    rare ones (a duplicate's stored id, a profile left unused by a lost race) go through
+    SQLAlchemy with the statements above, the same ones the per-batch steps use.
+    """
+
+    def __init__(self, db: AsyncConnection) -> None:
+        self._db = db
+        self._conn: Any = None
+
+    async def _driver(self) -> Any:
+        if self._conn is None:
+            conn = (await self._db.get_raw_connection()).driver_connection
+            inside = conn.is_in_transaction() if hasattr(conn, "is_in_transaction") else conn.in_transaction
+            if not inside:
+                raise RuntimeError("the bulk path writes only inside the group's transaction")
+            self._conn = conn
+        return self._conn
+
+    async def delete_profiles(self, ids: list[str]) -> None:
+        await self._db.execute(DELETE_PROFILES, {"ids": ids})
+
+    async def stored_event_ids(self, source_id: str, keys: list[str]) -> dict[str, str]:
+        rows = await self._db.execute(STORED_EVENT_IDS, {"source_id": source_id, "keys": keys})
+        return {row.dedup_key: row.id for row in rows}
