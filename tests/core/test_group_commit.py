@@ -28,7 +28,7 @@ SOURCE = "3ee63fc6-490a-4fd8-bfb3-bf0c8c8d3387"
 
 
 def writer_of(app) -> GroupCommitWriter:
-    writer = app.state.services.uow.group_writer
+    writer = app.state.services.writer
     assert isinstance(writer, GroupCommitWriter)
     return writer
 
@@ -97,6 +97,33 @@ async def test_a_bad_batch_does_not_sink_its_group(app, uow, tracardi_source) ->
     assert all(not isinstance(o, Exception) for i, o in enumerate(outcomes) if i != 3)
     assert await count(uow, "events") == 5
     assert await count(uow, "profiles") == 5
+
+
+async def test_a_request_of_several_batches_is_atomic_inside_a_group(app, uow, tracardi_source) -> None:
+    """A Tracify request (one batch per event) shares a group with others and stays atomic."""
+    writer = writer_of(app)
+
+    def batch(source: str, key: str) -> IngestBatch:
+        return IngestBatch(
+            source=SourceRef(source, "tracardi"),
+            meta=RequestMeta(received_at=datetime.now(UTC)),
+            identities=[IdentityRef("person", key, scope=source)],
+            session_key="s" if source != SOURCE else None,
+            events=[EventIn("e")],
+        )
+
+    good_request = [batch(SOURCE, f"g{i}") for i in range(4)]
+    bad_request = [batch(SOURCE, "b0"), batch("no-such-source", "b1")]  # the second violates a key
+    singles = [[batch(SOURCE, f"s{i}")] for i in range(6)]
+    outcomes = await asyncio.gather(
+        *(writer.write(r) for r in [good_request, *singles[:3], bad_request, *singles[3:]]),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[4], Exception)
+    assert [len(o) for i, o in enumerate(outcomes) if i != 4] == [4, 1, 1, 1, 1, 1, 1]  # type: ignore[arg-type]
+    assert len({r.profile_id for r in outcomes[0]}) == 4  # type: ignore[union-attr]
+    assert await count(uow, "events") == 4 + 6  # nothing of the bad request
+    assert await count(uow, "profiles") == 4 + 6
 
 
 async def test_a_merge_in_a_group_moves_the_events_stored_in_bulk(app, client, uow, tracardi_source) -> None:
@@ -222,11 +249,11 @@ async def test_a_visitor_whose_rows_are_in_flight_waits_for_the_next_group(uow, 
     busy_visit = _new_visitor("v-in-flight")
     free = [_new_visitor("b", profile="p-free"), _new_visitor("c")]
     writer._busy.update({("profile", "p-in-flight"), ("visit", SOURCE, "v-in-flight")})
-    writer._queue = [(b, loop.create_future()) for b in [busy_profile, *free, busy_visit]]
+    writer._queue = [([b], loop.create_future()) for b in [busy_profile, *free, busy_visit]]
     group, keys = writer._take_group()
-    assert [batch for batch, _ in group] == free
+    assert [batch for (batch,), _ in group] == free
     assert keys == {("profile", "p-free"), ("visit", SOURCE, "b"), ("visit", SOURCE, "c")}
-    assert [batch for batch, _ in writer._queue] == [busy_profile, busy_visit]
+    assert [batch for (batch,), _ in writer._queue] == [busy_profile, busy_visit]
 
 
 async def test_the_bulk_path_stores_times_as_the_per_batch_steps_do(uow, tracardi_source) -> None:

@@ -30,13 +30,14 @@ and ``db/bulk_sqlite.py`` (aiosqlite). This module decides; they only write.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from trackway.core import events as event_store
 from trackway.core import sessions as session_store
 from trackway.core.batch import IngestBatch, IngestResult
+from trackway.db.rows import EventColumns, NewSession
 
 
 def is_bulk(batch: IngestBatch) -> bool:
@@ -52,35 +53,6 @@ def is_bulk(batch: IngestBatch) -> bool:
         and batch.identified is None
         and (batch.profile_hint is not None or _has_visit(batch))
     )
-
-
-@dataclass(slots=True)
-class EventColumns:
-    """The group's event rows, one list per column: what both stores send as they are."""
-
-    id: list[str] = field(default_factory=list)
-    source_id: list[str] = field(default_factory=list)
-    profile_id: list[str] = field(default_factory=list)
-    session_id: list[str | None] = field(default_factory=list)
-    type: list[str] = field(default_factory=list)
-    time: list[datetime] = field(default_factory=list)
-    received_at: list[datetime] = field(default_factory=list)
-    properties: list[dict[str, Any]] = field(default_factory=list)
-    context: list[dict[str, Any]] = field(default_factory=list)
-    dedup_key: list[str | None] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.id)
-
-
-@dataclass(frozen=True, slots=True)
-class NewSession:
-    id: str
-    source_id: str
-    client_key: str
-    profile_id: str
-    started_at: datetime
-    context: dict[str, Any]
 
 
 class BulkStore(Protocol):

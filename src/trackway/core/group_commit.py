@@ -41,8 +41,9 @@ from trackway.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
-#: A queued request: its batch and the future its handler awaits.
-Pending = tuple[IngestBatch, "asyncio.Future[IngestResult]"]
+#: A queued request: its batches (written atomically: all or none) and the future its handler
+#: awaits, settled with their results in the same order.
+Pending = tuple[list[IngestBatch], "asyncio.Future[list[IngestResult]]"]
 #: A profile or visit a plain batch writes: ``("profile", id)``, ``("visit", source, key)``.
 RowKey = tuple[str, ...]
 #: Writes a part of a group in an open transaction (``write_bulk`` or ``write_rest``).
@@ -84,14 +85,25 @@ class GroupCommitWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="trackway-group-commit")
 
-    async def submit(self, batch: IngestBatch) -> IngestResult:
-        """Queue ``batch``; return once the group holding it is committed."""
+    async def write(self, batches: list[IngestBatch]) -> list[IngestResult]:
+        """Queue one request's batches; return once the group holding them is committed.
+
+        The batches of one request (a Tracify batch: one per event) always share one
+        transaction: all of them are stored, or none.
+        """
+        if not batches:
+            return []
         if self._closing or self._task is None or self._task.done():
             raise StorageUnavailable("Shutting down, retry later.")
-        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._queue.append((batch, future))
+        future: asyncio.Future[list[IngestResult]] = asyncio.get_running_loop().create_future()
+        self._queue.append((batches, future))
         self._wakeup.set()
         return await future
+
+    async def submit(self, batch: IngestBatch) -> IngestResult:
+        """``write`` for a request of one batch."""
+        (result,) = await self.write([batch])
+        return result
 
     async def close(self) -> None:
         """Stop taking batches and write every queued one before returning (graceful shutdown)."""
@@ -160,7 +172,7 @@ class GroupCommitWriter:
         plain: list[Pending] = []
         rest: list[Pending] = []
         for pending in group:
-            (plain if is_bulk(pending[0]) else rest).append(pending)
+            (plain if _is_plain(pending[0]) else rest).append(pending)
         if plain:
             rest.extend(await self._commit(plain, write_bulk))
         if rest:
@@ -170,7 +182,7 @@ class GroupCommitWriter:
         """Write ``part`` in one transaction and answer its requests; those ``write`` left
         (``None``) are returned unanswered. A failed transaction is written again one batch
         at a time, so one bad batch does not sink its neighbours."""
-        batches = [batch for batch, _ in part]
+        batches = [batch for unit, _ in part for batch in unit]
         started = time.perf_counter()
         try:
             results = await in_transaction(self._uow, lambda db: write(db, self._uow.dialect, batches))
@@ -178,40 +190,61 @@ class GroupCommitWriter:
             for _, future in part:
                 _settle(future, exc=exc)
             return []
-        except Exception:
+        except Exception as exc:
             if len(part) > 1:
-                log.warning("group of %d failed; writing its batches one by one", len(part), exc_info=True)
+                # Class names only: a database error's text may quote the values it was given.
+                log.warning(
+                    "group of %d requests failed (%s); writing them one by one", len(part), _kind(exc)
+                )
             await self._one_by_one(part)
             return []
-        outcomes = list(zip(part, results, strict=True))
-        done = [(pending, result) for pending, result in outcomes if result is not None]
+        done: list[tuple[Pending, list[IngestResult]]] = []
+        left: list[Pending] = []
+        position = 0
+        for pending in part:
+            unit_results = results[position : position + len(pending[0])]
+            position += len(pending[0])
+            complete = [result for result in unit_results if result is not None]
+            if len(complete) == len(unit_results):
+                done.append((pending, complete))
+            else:
+                left.append(pending)  # only plain requests of one batch are ever handed back
         if done:  # a transaction whose every batch was handed back wrote nothing
             self.groups += 1
-            self.batches += len(done)
+            self.batches += sum(len(pending[0]) for pending, _ in done)
             observe(
                 self._uow,
-                [batch for (batch, _), _ in done],
-                [result for _, result in done],
+                [batch for (unit, _), _ in done for batch in unit],
+                [result for _, unit_results in done for result in unit_results],
                 time.perf_counter() - started,
             )
-        for (_, future), result in done:
-            _settle(future, result=result)
-        return [pending for pending, result in outcomes if result is None]
+        for (_, future), unit_results in done:
+            _settle(future, result=unit_results)
+        return left
 
     async def _one_by_one(self, group: list[Pending]) -> None:
-        for batch, future in group:
+        for batches, future in group:
             try:
-                (result,) = await ingest_many([batch], self._uow)
+                results = await ingest_many(batches, self._uow)
             except Exception as exc:
                 _settle(future, exc=exc)
             else:
-                _settle(future, result=result)
+                _settle(future, result=results)
+
+
+def _kind(exc: BaseException) -> str:
+    """An exception's class names, outermost first: enough to tell a cause, never a value."""
+    names = [type(exc).__name__]
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None:
+        names.append(type(cause).__name__)
+    return " from ".join(names)
 
 
 def _settle(
-    future: asyncio.Future[IngestResult],
+    future: asyncio.Future[list[IngestResult]],
     *,
-    result: IngestResult | None = None,
+    result: list[IngestResult] | None = None,
     exc: BaseException | None = None,
 ) -> None:
     """A request that went away (client disconnect) left a cancelled future: nothing to tell."""
@@ -224,10 +257,16 @@ def _settle(
         future.set_result(result)
 
 
-def row_keys(batch: IngestBatch) -> frozenset[RowKey]:
-    """The rows a plain batch will lock; none for the others (their people are not known yet)."""
-    if not is_bulk(batch):
+def _is_plain(batches: list[IngestBatch]) -> bool:
+    """A request of one plain batch (``core/bulk.py``); any other request is written as a whole."""
+    return len(batches) == 1 and is_bulk(batches[0])
+
+
+def row_keys(batches: list[IngestBatch]) -> frozenset[RowKey]:
+    """The rows a plain request will lock; none for the others (their people are not known yet)."""
+    if not _is_plain(batches):
         return frozenset()
+    (batch,) = batches
     keys: list[RowKey] = []
     if batch.profile_hint is not None:
         keys.append(("profile", batch.profile_hint))

@@ -32,16 +32,40 @@ MAX_ATTEMPTS = 4
 T = TypeVar("T")
 
 
+class Writer(Protocol):
+    """How a request's batches reach the database: made once in the app's lifespan.
+
+    ``GroupCommitWriter`` (``core/group_commit.py``) shares transactions between concurrent
+    requests; ``DirectWriter`` gives each request its own. Either way ``write`` returns only
+    once the batches are committed, all of them or none.
+    """
+
+    async def write(self, batches: list[IngestBatch]) -> list[IngestResult]: ...
+
+    async def close(self) -> None: ...
+
+
+class DirectWriter:
+    """One transaction per request (``TRACKWAY_GROUP_COMMIT=false``)."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def write(self, batches: list[IngestBatch]) -> list[IngestResult]:
+        if not batches:
+            return []
+        return await ingest_many(batches, self._uow)
+
+    async def close(self) -> None:
+        """Nothing is queued: every write ran in its caller."""
+
+
 async def ingest(batch: IngestBatch, uow: UnitOfWork) -> IngestResult:
     """Resolve the person and the visit, store the events, commit; only then return.
 
-    With a group-commit writer on the unit of work, the batch joins the next group
-    transaction (``core/group_commit.py``) and this still returns only after its commit.
+    One transaction of its own: for tests and tools. Requests go through the app's
+    ``Writer`` (``services.writer``).
     """
-    writer = getattr(uow, "group_writer", None)
-    if writer is not None:
-        result: IngestResult = await writer.submit(batch)
-        return result
     (result,) = await ingest_many([batch], uow)
     return result
 

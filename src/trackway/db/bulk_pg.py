@@ -23,7 +23,7 @@ from datetime import datetime
 from sqlalchemy import text
 
 from trackway import jsonutil
-from trackway.core.bulk import EventColumns, NewSession
+from trackway.db.rows import EventColumns, NewSession
 from trackway.db.statements import DriverStatements
 
 # FOR KEY SHARE: a merge (FOR UPDATE) waits for the group, concurrent groups do not.

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from trackway import jsonutil
-from trackway.core.bulk import EventColumns, NewSession
+from trackway.db.rows import EventColumns, NewSession
 from trackway.db.statements import DriverStatements
 
 #: SQLite allows 32,766 bound values a statement; events have ten columns, sessions seven.

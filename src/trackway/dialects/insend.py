@@ -48,7 +48,6 @@ from trackway.core.batch import (
     TraitsPatch,
 )
 from trackway.core.identity import email_sha256
-from trackway.core.ingest import ingest
 from trackway.dialects._common import (
     Where,
     media_type,
@@ -626,5 +625,5 @@ async def watch_event(request: Request) -> Response:
     call = parse_call(params)
     meta = request_meta(request, masked=settings.mask_ip)
     batch = to_batch(call, SourceRef(info.id, DIALECT), meta, settings.session_timeout)
-    result = await ingest(batch, services.uow)
+    (result,) = await services.writer.write([batch])
     return json_response({"profile": {"id": result.profile_id}})

@@ -38,7 +38,6 @@ from trackway.core.batch import (
     TraitsPatch,
 )
 from trackway.core.identity import email_sha256
-from trackway.core.ingest import ingest
 from trackway.core.sources import SourceInfo
 from trackway.db import queries
 from trackway.dialects._common import Where, media_type, read_body, request_meta, urlencoded_fields
@@ -509,7 +508,7 @@ async def set_properties(request: Request) -> Response:
     if "email" in call.data:
         current = await _current_email(services, person_ref(source.id, call.person_id))
     batch = set_batch(call, source.id, current, request_meta(request, masked=settings.mask_ip))
-    result = await ingest(batch, services.uow)
+    (result,) = await services.writer.write([batch])
     return render(request, call.pixel, result.profile_id)
 
 
@@ -522,7 +521,7 @@ async def track(request: Request) -> Response:
     check_signature(source, call.person_id, call.sign)
     meta = request_meta(request, masked=settings.mask_ip)
     batch = track_batch(call, source.id, meta, settings.session_timeout)
-    result = await ingest(batch, services.uow)
+    (result,) = await services.writer.write([batch])
     return render(request, call.pixel, result.profile_id)
 
 
@@ -535,7 +534,7 @@ async def alias(request: Request) -> Response:
     check_signature(source, call.destid, call.destsign)
     check_alias_source(source, call.srcid, call.destid, call.srcsign)
     batch = alias_batch(call, source.id, request_meta(request, masked=settings.mask_ip))
-    result = await ingest(batch, services.uow)
+    (result,) = await services.writer.write([batch])
     return render(request, call.pixel, result.profile_id)
 
 
