@@ -103,10 +103,11 @@ async def test_the_lock_steps_lock_in_id_order_even_on_sequential_scans(uow, tra
             (plan,) = await conn.fetchval(
                 "EXPLAIN (FORMAT JSON) " + bulk_pg._INSERT_EVENTS,
                 *no_events,
-                datetime.now(UTC),
                 ["s1", "s2"],
+                [datetime.now(UTC)] * 2,
                 ["p1", "p2"],
                 [0, 1],
+                [datetime.now(UTC)] * 2,
             )
             assert _locks_in_id_order(plan["Plan"]), plan
             kinds = [_locked_tables(node) for node in _nodes(plan["Plan"]) if node["Node Type"] == "LockRows"]

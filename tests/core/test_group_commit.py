@@ -288,3 +288,50 @@ async def test_the_bulk_path_stores_times_as_the_per_batch_steps_do(uow, tracard
     async with uow.read() as db:
         row = (await db.execute(select(sessions).where(sessions.c.id == result.session_id))).one()
     assert row.last_event_at == late and row.event_count == 2
+
+
+@pytest.mark.parametrize("settings_overrides", [{"group_commit": True}, {"group_commit": False}])
+async def test_a_merged_hint_with_a_new_session_lands_on_the_survivor(
+    app, client, uow, tracardi_source
+) -> None:
+    """design.md step 1: a hint naming a merged profile lands on its survivor, on both paths."""
+    from trackway.core.merge import merge_profiles
+
+    a = (await client.post("/track", json=tracker_payload(SOURCE, session="a"))).json()["profile"]["id"]
+    b = (await client.post("/track", json=tracker_payload(SOURCE, session="b"))).json()["profile"]["id"]
+    async with uow.transaction() as db:
+        now = datetime.now(UTC)
+        await merge_profiles(db, from_id=a, into_id=b, reason="test", source_id=SOURCE, now=now)
+    async with uow.transaction() as db:  # the bulk path leaves it to the per-batch steps
+        assert await write_bulk(db, uow.dialect, [_new_visitor("a-new", profile=a)]) == [None]
+    body = (await client.post("/track", json=tracker_payload(SOURCE, session="a-new", profile=a))).json()
+    assert body["profile"]["id"] == b
+    assert await count(uow, "profiles") == 2
+    profile = (await client.get(f"/api/profiles/{b}", headers=ADMIN)).json()
+    assert profile["visits"] == 3
+
+
+async def test_each_batch_of_a_group_moves_the_clocks_to_its_own_time(uow, tracardi_source) -> None:
+    """last_seen_at / last_event_at take each batch's own time, not the group's latest."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from trackway.db.models import profiles, sessions
+
+    early = datetime.now(UTC) - timedelta(minutes=10)
+    one, other = _new_visitor("one"), _new_visitor("other")
+    one.meta, other.meta = RequestMeta(received_at=early), RequestMeta(received_at=early)
+    async with uow.transaction() as db:
+        first = await write_bulk(db, uow.dialect, [one, other])
+    a, b = (r.profile_id for r in first if r is not None)
+    again_a, again_b = _new_visitor("one", profile=a), _new_visitor("other", profile=b)
+    again_a.meta = RequestMeta(received_at=early + timedelta(minutes=1))
+    again_b.meta = RequestMeta(received_at=early + timedelta(minutes=5))
+    async with uow.transaction() as db:
+        await write_bulk(db, uow.dialect, [again_a, again_b])
+    async with uow.read() as db:
+        seen = dict((await db.execute(select(profiles.c.id, profiles.c.last_seen_at))).all())
+        clocks = dict((await db.execute(select(sessions.c.profile_id, sessions.c.last_event_at))).all())
+    assert seen == {a: again_a.meta.received_at, b: again_b.meta.received_at}
+    assert clocks == seen

@@ -14,13 +14,15 @@ batches of one group at once, ``BulkWriter``
    concurrent group may have opened one first);
 4. stores every event of the group, then moves each touched session's ``last_event_at``
    and event count by the events actually stored (duplicates are not counted) and each
-   live profile's ``last_seen_at`` and visits. These updates come last, just before the
+   live profile's ``last_seen_at`` and visits, each to the latest time of its own batches
+   (as the per-batch steps would). These updates come last, just before the
    commit, so the row locks they take (in id order) are held as briefly as possible: two
    groups of one returning visitor queue only for that long.
 
 A batch the bulk path cannot settle is handed back (``None``): a hint that names a merged
-profile, an unknown hint whose session already exists (lost-profile recovery), a new
-visitor whose session a concurrent group opened first. The per-batch steps of
+profile (the per-batch steps find its survivor, whatever the session), an unknown hint
+whose session already exists (lost-profile recovery), a new visitor whose session a
+concurrent group opened first. The per-batch steps of
 ``core/ingest.py`` then follow it in the same transaction.
 
 The SQL lives in a ``BulkStore``: ``db/bulk_pg.py`` (asyncpg, one fixed statement per step)
@@ -30,14 +32,14 @@ and ``db/bulk_sqlite.py`` (aiosqlite). This module decides; they only write.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from trackway.core import events as event_store
 from trackway.core import sessions as session_store
 from trackway.core.batch import IngestBatch, IngestResult
-from trackway.db.rows import EventColumns, NewSession
+from trackway.db.rows import EventColumns, NewSession, Seen
 
 
 def is_bulk(batch: IngestBatch) -> bool:
@@ -60,9 +62,9 @@ class BulkStore(Protocol):
 
     async def find_live_profiles_and_sessions(
         self, profile_ids: list[str], session_ids: list[str]
-    ) -> tuple[set[str], set[str]]:
-        """The live ones of ``profile_ids``, kept live (no merge) until the commit, and the
-        ones of ``session_ids`` that exist."""
+    ) -> tuple[set[str], set[str], set[str]]:
+        """The live ones of ``profile_ids``, kept live (no merge) until the commit; the merged
+        ones; and the ones of ``session_ids`` that exist."""
         ...
 
     async def open_sessions(self, new: list[NewSession], fresh: dict[str, datetime]) -> set[str]:
@@ -76,12 +78,12 @@ class BulkStore(Protocol):
         ...
 
     async def insert_events(
-        self, rows: EventColumns, sessions: list[str], seen: dict[str, int], at: datetime
+        self, rows: EventColumns, sessions: dict[str, datetime], seen: dict[str, Seen]
     ) -> set[str]:
-        """Store the rows, skipping known dedup keys; then move ``sessions``' counts by the
-        events stored in each and their ``last_event_at`` to ``at``, and the ``seen``
-        profiles' ``last_seen_at`` to ``at`` and their visits up by the number given,
-        locking rows in id order; the ids inserted."""
+        """Store the rows, skipping known dedup keys; then move each of ``sessions``' counts by
+        the events stored in it and its ``last_event_at`` to the time given (unless later
+        already), and each ``seen`` profile's ``last_seen_at`` likewise and its visits up by
+        the number given, locking rows in id order; the ids inserted."""
         ...
 
     async def stored_event_ids(self, source_id: str, keys: list[str]) -> dict[str, str]:
@@ -99,6 +101,8 @@ class _Visit:
     profile_id: str
     first: int  # the index of the batch that opens it
     created: bool = False
+    #: The indexes of the group's batches in this visit.
+    batches: list[int] = field(default_factory=list)
 
 
 class BulkWriter:
@@ -107,7 +111,6 @@ class BulkWriter:
     def __init__(self, store: BulkStore, batches: list[IngestBatch]) -> None:
         self.store = store
         self.batches = batches
-        self.now: datetime = max(batch.meta.received_at for batch in batches)
         #: The server's session id of each batch (``None``: no session), derived once.
         self.visit_of: list[str | None] = [
             session_store.session_id_for(b.source.id, str(b.session_key)) if _has_visit(b) else None
@@ -121,15 +124,11 @@ class BulkWriter:
     async def run(self) -> list[IngestResult | None]:
         hints = sorted({b.profile_hint for b in self.batches if b.profile_hint is not None})
         wanted = sorted({v for v in self.visit_of if v is not None})
-        live, existing = await self.store.find_live_profiles_and_sessions(hints, wanted)
+        live, merged, existing = await self.store.find_live_profiles_and_sessions(hints, wanted)
         self.profile_of = [b.profile_hint if b.profile_hint in live else None for b in self.batches]
-        fresh_at = self._plan_profiles(existing)
+        fresh_at = self._plan_profiles(existing, merged)
         visits = await self._open_visits(existing, fresh_at)
-        seen = dict.fromkeys(sorted(live), 0)
-        for visit in visits.values():
-            if visit.created and visit.profile_id in seen:
-                seen[visit.profile_id] += 1
-        stored, duplicates = await self._store_events(visits, seen)
+        stored, duplicates = await self._store_events(visits, self._seen(visits, fresh_at))
         results: list[IngestResult | None] = []
         for index, profile_id in enumerate(self.profile_of):
             if profile_id is None:
@@ -149,8 +148,9 @@ class BulkWriter:
             )
         return results
 
-    def _plan_profiles(self, existing: set[str]) -> dict[str, datetime]:
-        """A new profile for each new session that no live profile of the group opens.
+    def _plan_profiles(self, existing: set[str], merged: set[str]) -> dict[str, datetime]:
+        """A new profile for each new session that no live profile of the group opens, unless
+        the batch's hint names a merged profile: that batch is left to the per-batch steps.
 
         Returns when each is created; ``_open_visits`` makes them with their sessions.
         """
@@ -164,6 +164,8 @@ class BulkWriter:
         for index, visit_id in enumerate(self.visit_of):
             if self.profile_of[index] is not None or visit_id is None:
                 continue
+            if self.batches[index].profile_hint in merged:
+                continue  # design.md step 1: a merged hint lands on its survivor
             if visit_id in existing or visit_id in claimed:
                 continue  # its session names the profile: the per-batch steps find it
             profile_id = new_for.get(visit_id)
@@ -178,10 +180,14 @@ class BulkWriter:
         """The group's visits; the new ones opened, in id order (so two groups queue, not deadlock)."""
         visits: dict[str, _Visit] = {}
         for index, (visit_id, profile_id) in enumerate(zip(self.visit_of, self.profile_of, strict=True)):
-            if profile_id is None or visit_id is None or visit_id in visits:
+            if profile_id is None or visit_id is None:
                 continue
-            batch = self.batches[index]
-            visits[visit_id] = _Visit(visit_id, batch.source.id, str(batch.session_key), profile_id, index)
+            if visit_id not in visits:
+                batch = self.batches[index]
+                visits[visit_id] = _Visit(
+                    visit_id, batch.source.id, str(batch.session_key), profile_id, index
+                )
+            visits[visit_id].batches.append(index)
         new = sorted((v for v in visits.values() if v.id not in existing), key=lambda v: v.id)
         if not new:
             return visits
@@ -219,8 +225,29 @@ class BulkWriter:
             del self.fresh[profile_id]
         await self.store.delete_profiles(sorted(unused))
 
+    def _seen(self, visits: dict[str, _Visit], fresh_at: dict[str, datetime]) -> dict[str, Seen]:
+        """Each profile the group writes to, with the visits it opened for it and its latest
+        batch's time, in id order. A profile made by this group counts its visit already,
+        and needs a touch only when a later batch of its own came in the same group."""
+        seen: dict[str, Seen] = {}
+        for index, profile_id in enumerate(self.profile_of):
+            if profile_id is None:
+                continue
+            at = self.batches[index].meta.received_at
+            known = seen.get(profile_id)
+            if known is None or known.at < at:
+                seen[profile_id] = Seen(known.visits if known else 0, at)
+        for visit in visits.values():
+            if visit.created and visit.profile_id not in fresh_at:
+                seen[visit.profile_id].visits += 1
+        return {
+            profile_id: entry
+            for profile_id, entry in sorted(seen.items())
+            if profile_id not in fresh_at or entry.at > fresh_at[profile_id]
+        }
+
     async def _store_events(
-        self, visits: dict[str, _Visit], seen: dict[str, int]
+        self, visits: dict[str, _Visit], seen: dict[str, Seen]
     ) -> tuple[list[list[str]], list[list[str]]]:
         """One insert for every event of the group; duplicates answer with the stored event's id."""
         rows = EventColumns()
@@ -256,7 +283,13 @@ class BulkWriter:
                 owner.append(index)
         stored: list[list[str]] = [[] for _ in self.batches]
         duplicates: list[list[str]] = [[] for _ in self.batches]
-        inserted = await self.store.insert_events(rows, sorted(visits), seen, self.now)
+        touched: dict[str, datetime] = {}
+        for visit_id in sorted(visits):
+            for index in visits[visit_id].batches:
+                at = self.batches[index].meta.received_at
+                if visit_id not in touched or touched[visit_id] < at:
+                    touched[visit_id] = at
+        inserted = await self.store.insert_events(rows, touched, seen)
         missing: list[tuple[int, str, str]] = []
         for event_id, index, source_id, key in zip(
             rows.id, owner, rows.source_id, rows.dedup_key, strict=True

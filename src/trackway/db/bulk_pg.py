@@ -23,7 +23,7 @@ from datetime import datetime
 from sqlalchemy import text
 
 from trackway import jsonutil
-from trackway.db.rows import EventColumns, NewSession
+from trackway.db.rows import EventColumns, NewSession, Seen
 from trackway.db.statements import DriverStatements
 
 # FOR KEY SHARE: a merge (FOR UPDATE) waits for the group, concurrent groups do not.
@@ -34,9 +34,12 @@ _FIND_LIVE = text(
         WHERE id = ANY(CAST(:profiles AS varchar[])) AND merged_into IS NULL
         ORDER BY id FOR KEY SHARE
     )
-    SELECT true AS profile, id FROM live
+    SELECT 1 AS kind, id FROM live
     UNION ALL
-    SELECT false AS profile, id FROM sessions WHERE id = ANY(CAST(:sessions AS varchar[]))
+    SELECT 2 AS kind, id FROM profiles
+    WHERE id = ANY(CAST(:profiles AS varchar[])) AND merged_into IS NOT NULL
+    UNION ALL
+    SELECT 0 AS kind, id FROM sessions WHERE id = ANY(CAST(:sessions AS varchar[]))
     """
 )
 
@@ -76,17 +79,18 @@ _INSERT_EVENTS = """
         GROUP BY session_id
     ), touched AS (
         UPDATE sessions
-        SET last_event_at = GREATEST(last_event_at, $11::timestamptz),
-            event_count = event_count
+        SET last_event_at = GREATEST(sessions.last_event_at, t.at),
+            event_count = sessions.event_count
                 + COALESCE((SELECT n FROM counts WHERE counts.session_id = sessions.id), 0)
-        WHERE id IN (
-            SELECT id FROM sessions WHERE id = ANY($12::varchar[]) ORDER BY id FOR NO KEY UPDATE
+        FROM unnest($11::varchar[], $12::timestamptz[]) AS t(id, at)
+        WHERE sessions.id = t.id AND sessions.id IN (
+            SELECT id FROM sessions WHERE id = ANY($11::varchar[]) ORDER BY id FOR NO KEY UPDATE
         )
     ), seen AS (
         UPDATE profiles
-        SET last_seen_at = GREATEST(profiles.last_seen_at, $11::timestamptz),
+        SET last_seen_at = GREATEST(profiles.last_seen_at, v.at),
             visits = profiles.visits + v.n
-        FROM unnest($13::varchar[], $14::int[]) AS v(id, n)
+        FROM unnest($13::varchar[], $14::int[], $15::timestamptz[]) AS v(id, n, at)
         WHERE profiles.id = v.id AND profiles.id IN (
             SELECT id FROM profiles WHERE id = ANY($13::varchar[]) ORDER BY id FOR NO KEY UPDATE
         )
@@ -100,14 +104,16 @@ class PgBulkStore(DriverStatements):
 
     async def find_live_profiles_and_sessions(
         self, profile_ids: list[str], session_ids: list[str]
-    ) -> tuple[set[str], set[str]]:
+    ) -> tuple[set[str], set[str], set[str]]:
         # Through SQLAlchemy: it begins the transaction the raw statements then run in.
         rows = await self._db.execute(_FIND_LIVE, {"profiles": profile_ids, "sessions": session_ids})
-        live: set[str] = set()
         existing: set[str] = set()
-        for is_profile, row_id in rows:
-            (live if is_profile else existing).add(row_id)
-        return live, existing
+        live: set[str] = set()
+        merged: set[str] = set()
+        found = (existing, live, merged)
+        for kind, row_id in rows:
+            found[kind].add(row_id)
+        return live, merged, existing
 
     async def open_sessions(self, new: list[NewSession], fresh: dict[str, datetime]) -> set[str]:
         rows = await (await self._driver()).fetch(
@@ -124,7 +130,7 @@ class PgBulkStore(DriverStatements):
         return {row[0] for row in rows}
 
     async def insert_events(
-        self, rows: EventColumns, sessions: list[str], seen: dict[str, int], at: datetime
+        self, rows: EventColumns, sessions: dict[str, datetime], seen: dict[str, Seen]
     ) -> set[str]:
         if not len(rows) and not sessions and not seen:
             return set()
@@ -141,9 +147,10 @@ class PgBulkStore(DriverStatements):
             [dumps(value) for value in rows.properties],
             [dumps(value) for value in rows.context],
             rows.dedup_key,
-            at,
-            sessions,
+            list(sessions),
+            list(sessions.values()),
             list(seen),
-            list(seen.values()),
+            [entry.visits for entry in seen.values()],
+            [entry.at for entry in seen.values()],
         )
         return {row[0] for row in found}

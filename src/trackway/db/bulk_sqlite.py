@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from trackway import jsonutil
-from trackway.db.rows import EventColumns, NewSession
+from trackway.db.rows import EventColumns, NewSession, Seen
 from trackway.db.statements import DriverStatements
 
 #: SQLite allows 32,766 bound values a statement; events have ten columns, sessions seven.
@@ -75,25 +75,27 @@ class SqliteBulkStore(DriverStatements):
 
     async def find_live_profiles_and_sessions(
         self, profile_ids: list[str], session_ids: list[str]
-    ) -> tuple[set[str], set[str]]:
+    ) -> tuple[set[str], set[str], set[str]]:
         conn = await self._driver()
         parts: list[str] = []
         params: list[str] = []
         if profile_ids:
             parts.append(
-                "SELECT 1, id FROM profiles "
-                f"WHERE id IN ({_placeholders(len(profile_ids))}) AND merged_into IS NULL"
+                "SELECT CASE WHEN merged_into IS NULL THEN 1 ELSE 2 END, id FROM profiles "
+                f"WHERE id IN ({_placeholders(len(profile_ids))})"
             )
             params.extend(profile_ids)
         if session_ids:
             parts.append(f"SELECT 0, id FROM sessions WHERE id IN ({_placeholders(len(session_ids))})")
             params.extend(session_ids)
-        live: set[str] = set()
         existing: set[str] = set()
+        live: set[str] = set()
+        merged: set[str] = set()
+        found = (existing, live, merged)
         if parts:
-            for is_profile, row_id in await conn.execute_fetchall(" UNION ALL ".join(parts), params):
-                (live if is_profile else existing).add(row_id)
-        return live, existing
+            for kind, row_id in await conn.execute_fetchall(" UNION ALL ".join(parts), params):
+                found[kind].add(row_id)
+        return live, merged, existing
 
     async def open_sessions(self, new: list[NewSession], fresh: dict[str, datetime]) -> set[str]:
         conn = await self._driver()
@@ -116,7 +118,7 @@ class SqliteBulkStore(DriverStatements):
         return created
 
     async def insert_events(
-        self, rows: EventColumns, sessions: list[str], seen: dict[str, int], at: datetime
+        self, rows: EventColumns, sessions: dict[str, datetime], seen: dict[str, Seen]
     ) -> set[str]:
         conn = await self._driver()
         inserted: set[str] = set()
@@ -141,14 +143,17 @@ class SqliteBulkStore(DriverStatements):
                 )
             found = await conn.execute_fetchall(_multi_row(_INSERT_EVENTS, end - start), params)
             inserted.update(row[0] for row in found)
-        when = sqlite_time(at)
         if sessions:
             counts = Counter(
                 session_id
                 for event_id, session_id in zip(rows.id, rows.session_id, strict=True)
                 if session_id is not None and event_id in inserted
             )
-            await conn.executemany(_TOUCH_SESSION, [(when, counts[sid], sid) for sid in sessions])
+            await conn.executemany(
+                _TOUCH_SESSION, [(sqlite_time(at), counts[sid], sid) for sid, at in sessions.items()]
+            )
         if seen:
-            await conn.executemany(_SEE_PROFILE, [(when, n, pid) for pid, n in seen.items()])
+            await conn.executemany(
+                _SEE_PROFILE, [(sqlite_time(e.at), e.visits, pid) for pid, e in seen.items()]
+            )
         return inserted

@@ -38,3 +38,11 @@ class NewSession:
     profile_id: str
     started_at: datetime
     context: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Seen:
+    """A profile a group writes to: visits it opened for it, and its latest batch's time."""
+
+    visits: int
+    at: datetime
