@@ -150,7 +150,8 @@ class IngestResult:
     duplicate_event_ids: list[str]
     profile_created: bool
     session_created: bool
-    #: How the profile was found: "hint", "identity", "session" or "new".
+    #: How the profile was found: "hint", "identity", "session", "new", or "duplicate" (the
+    #: batch only repeated stored events: the profile they belong to, nothing written).
     resolved_by: str
     #: Profiles folded into ``profile_id`` by this batch.
     merged: list[str] = field(default_factory=list)

@@ -178,6 +178,9 @@ class _Run:
     async def run(self) -> IngestResult:
         batch = self.batch
         now = batch.meta.received_at
+        repeated = await self._resent()
+        if repeated is not None:
+            return repeated
         for merge in batch.merges:
             await self._explicit_merge(merge.src, merge.dest, merge.reason)
         profile_id, resolved_by, created = await self._resolve()
@@ -244,6 +247,35 @@ class _Run:
             session_created=self.session_created,
             resolved_by=resolved_by,
             merged=self.merged,
+        )
+
+    async def _resent(self) -> IngestResult | None:
+        """A batch that only repeats stored events (a retried Tracify purchase) writes nothing.
+
+        It is answered with the profile the stored events belong to, even when it names
+        other people than the first send did: a duplicate creates no profile, links no
+        identity and moves no clock. ``None``: the batch has something new to write.
+        """
+        batch = self.batch
+        keys = [event.dedup_key for event in batch.events]
+        if not keys or None in keys or batch.traits or batch.merges or batch.unlink or batch.cart:
+            return None
+        params = {"source_id": batch.source.id, "keys": sorted(set(keys))}
+        stored = {row.dedup_key: row for row in await self.db.execute(statements.STORED_EVENTS, params)}
+        if len(stored) != len(params["keys"]):
+            return None
+        owner = stored[keys[0]].profile_id  # type: ignore[index]
+        live = await identity.live_profile_id(self.db, owner) if owner is not None else None
+        if live is None:
+            return None
+        return IngestResult(
+            profile_id=live,
+            session_id=None,
+            stored_event_ids=[],
+            duplicate_event_ids=[stored[key].id for key in keys],  # type: ignore[index]
+            profile_created=False,
+            session_created=False,
+            resolved_by="duplicate",
         )
 
     def _expected_events(self) -> int:

@@ -103,6 +103,12 @@ STORED_EVENT_IDS = select(events.c.dedup_key, events.c.id).where(
     events.c.dedup_key.in_(bindparam("keys", expanding=True)),
 )
 
+#: Stored events by dedup key with the profile each belongs to (a resent batch's answer).
+STORED_EVENTS = select(events.c.dedup_key, events.c.id, events.c.profile_id).where(
+    events.c.source_id == bindparam("source_id"),
+    events.c.dedup_key.in_(bindparam("keys", expanding=True)),
+)
+
 DELETE_PROFILES = delete(profiles).where(profiles.c.id.in_(bindparam("ids", expanding=True)))
 
 
