@@ -6,16 +6,8 @@ whatever has queued up (up to ``max_batches``, after waiting ``window`` seconds 
 writes it in one transaction and commits once; only then does each request get its
 result and answer 2xx. Nothing is acknowledged before it is committed.
 
-The common batches, a known profile sending events in its visit (Tracardi's returning
-visitor), a new visit of a known profile and a brand-new visitor, take the bulk path of
-``core/bulk.py``: a few statements for the whole group, in one transaction. Every other
-batch (identities, merges, traits, carts, derived visits) and those the bulk path hands
-back (a lost profile recovered through its session, a new visitor whose session another
-group opened first) then run the per-batch steps of ``core/ingest.py`` in a second
-transaction, in the order of the people they name. A merge in the group therefore sees,
-and moves, the events the bulk part committed. Two transactions, not one: the bulk part
-ends holding row locks taken in id order, and per-batch steps that waited on other rows
-while holding them deadlocked against other groups (seen under the benchmark's load).
+Every group is written by the one write path, ``core/group_write.py``, in one transaction:
+a few statements a step whatever the group's size and its mix of dialects.
 
 If a transaction fails, each of its batches is written again on its own, so one bad
 batch does not sink its neighbours; a database that cannot be reached fails them all.
@@ -27,16 +19,13 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.core.batch import IngestBatch, IngestResult
-from trackway.core.bulk import BulkStore, BulkWriter, is_bulk
-from trackway.core.ingest import in_transaction, ingest_many, observe, run_in_person_order
+from trackway.core.group_write import GroupWrite
+from trackway.core.ingest import in_transaction, ingest_many, observe
 from trackway.core.uow import UnitOfWork
-from trackway.db.bulk_pg import PgBulkStore
-from trackway.db.bulk_sqlite import SqliteBulkStore
 from trackway.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -44,10 +33,9 @@ log = logging.getLogger(__name__)
 #: A queued request: its batches (written atomically: all or none) and the future its handler
 #: awaits, settled with their results in the same order.
 Pending = tuple[list[IngestBatch], "asyncio.Future[list[IngestResult]]"]
-#: A profile or visit a plain batch writes: ``("profile", id)``, ``("visit", source, key)``.
+#: A person or visit a request names: ``("profile", id)``, ``("visit", source, key)``,
+#: ``("identity", scope, kind, value)``.
 RowKey = tuple[str, ...]
-#: Writes a part of a group in an open transaction (``write_bulk`` or ``write_rest``).
-GroupWrite = Callable[[AsyncConnection, str, list[IngestBatch]], Awaitable[list[IngestResult | None]]]
 
 
 class GroupCommitWriter:
@@ -167,60 +155,32 @@ class GroupCommitWriter:
             self._wakeup.set()  # batches left for this group's end, or close() waiting
 
     async def _write(self, group: list[Pending]) -> None:
-        """The group's plain batches in one transaction, then the others (and those the bulk
-        path handed back) in a second one, each request answered after its own commit."""
-        plain: list[Pending] = []
-        rest: list[Pending] = []
-        for pending in group:
-            (plain if _is_plain(pending[0]) else rest).append(pending)
-        if plain:
-            rest.extend(await self._commit(plain, write_bulk))
-        if rest:
-            await self._commit(rest, write_rest)
-
-    async def _commit(self, part: list[Pending], write: GroupWrite) -> list[Pending]:
-        """Write ``part`` in one transaction and answer its requests; those ``write`` left
-        (``None``) are returned unanswered. A failed transaction is written again one batch
-        at a time, so one bad batch does not sink its neighbours."""
-        batches = [batch for unit, _ in part for batch in unit]
+        """The group in one transaction, each request answered after its commit. A failed
+        transaction is written again one request at a time, so one bad request does not
+        sink its neighbours."""
+        batches = [batch for unit, _ in group for batch in unit]
         started = time.perf_counter()
         try:
-            results = await in_transaction(self._uow, lambda db: write(db, self._uow.dialect, batches))
+            results = await in_transaction(self._uow, lambda db: write_group(db, self._uow.dialect, batches))
         except StorageUnavailable as exc:
-            for _, future in part:
+            for _, future in group:
                 _settle(future, exc=exc)
-            return []
+            return
         except Exception as exc:
-            if len(part) > 1:
+            if len(group) > 1:
                 # Class names only: a database error's text may quote the values it was given.
                 log.warning(
-                    "group of %d requests failed (%s); writing them one by one", len(part), _kind(exc)
+                    "group of %d requests failed (%s); writing them one by one", len(group), _kind(exc)
                 )
-            await self._one_by_one(part)
-            return []
-        done: list[tuple[Pending, list[IngestResult]]] = []
-        left: list[Pending] = []
+            await self._one_by_one(group)
+            return
+        self.groups += 1
+        self.batches += len(batches)
+        observe(self._uow, batches, results, time.perf_counter() - started)
         position = 0
-        for pending in part:
-            unit_results = results[position : position + len(pending[0])]
-            position += len(pending[0])
-            complete = [result for result in unit_results if result is not None]
-            if len(complete) == len(unit_results):
-                done.append((pending, complete))
-            else:
-                left.append(pending)  # only plain requests of one batch are ever handed back
-        if done:  # a transaction whose every batch was handed back wrote nothing
-            self.groups += 1
-            self.batches += sum(len(pending[0]) for pending, _ in done)
-            observe(
-                self._uow,
-                [batch for (unit, _), _ in done for batch in unit],
-                [result for _, unit_results in done for result in unit_results],
-                time.perf_counter() - started,
-            )
-        for (_, future), unit_results in done:
-            _settle(future, result=unit_results)
-        return left
+        for unit, future in group:
+            _settle(future, result=results[position : position + len(unit)])
+            position += len(unit)
 
     async def _one_by_one(self, group: list[Pending]) -> None:
         for batches, future in group:
@@ -257,34 +217,19 @@ def _settle(
         future.set_result(result)
 
 
-def _is_plain(batches: list[IngestBatch]) -> bool:
-    """A request of one plain batch (``core/bulk.py``); any other request is written as a whole."""
-    return len(batches) == 1 and is_bulk(batches[0])
-
-
 def row_keys(batches: list[IngestBatch]) -> frozenset[RowKey]:
-    """The rows a plain request will lock; none for the others (their people are not known yet)."""
-    if not _is_plain(batches):
-        return frozenset()
-    (batch,) = batches
+    """The people and visits a request names, as far as it tells before it is written."""
     keys: list[RowKey] = []
-    if batch.profile_hint is not None:
-        keys.append(("profile", batch.profile_hint))
-    if batch.session_key is not None:
-        keys.append(("visit", batch.source.id, batch.session_key))
+    for batch in batches:
+        if batch.profile_hint is not None:
+            keys.append(("profile", batch.profile_hint))
+        if batch.session_key is not None:
+            keys.append(("visit", batch.source.id, batch.session_key))
+        for ref in batch.identities:
+            keys.append(("identity", ref.scope, ref.kind, ref.value))
     return frozenset(keys)
 
 
-async def write_bulk(
-    db: AsyncConnection, dialect: str, batches: list[IngestBatch]
-) -> list[IngestResult | None]:
-    """Plain batches through the bulk path in the open transaction; ``None``: handed back."""
-    store: BulkStore = PgBulkStore(db) if dialect == "postgresql" else SqliteBulkStore(db)
-    return await BulkWriter(store, batches).run()
-
-
-async def write_rest(
-    db: AsyncConnection, dialect: str, batches: list[IngestBatch]
-) -> list[IngestResult | None]:
-    """Every other batch through the per-batch steps, in the order of the people they name."""
-    return list(await run_in_person_order(db, dialect, batches))
+async def write_group(db: AsyncConnection, dialect: str, batches: list[IngestBatch]) -> list[IngestResult]:
+    """A group's batches through the write path in the open transaction."""
+    return await GroupWrite(db, dialect, batches).run()

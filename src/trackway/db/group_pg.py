@@ -1,16 +1,16 @@
-"""The bulk path's statements on PostgreSQL, sent through asyncpg directly.
+"""The write path's hot statements on PostgreSQL, sent through asyncpg directly.
 
 Each step is one statement of fixed text (rows travel as one array per column through
-``unnest``), so asyncpg prepares it once per connection whatever the group's size, and
-the group's write costs three round trips plus ``BEGIN`` and ``COMMIT``. The statements run on the
+``unnest``), so asyncpg prepares it once per connection whatever the group's size: a group of
+returning visitors costs two round trips plus ``BEGIN`` and ``COMMIT``. The statements run on the
 asyncpg connection under SQLAlchemy's, inside the transaction SQLAlchemy began: the first
 one goes through SQLAlchemy, which sends the ``BEGIN``; the rest skip its per-statement
 cost (about 0.1 ms of CPU each, measured), which the hot path pays for every group.
 
 Locks are taken in id order, whatever plan PostgreSQL picks: profiles and sessions by
 ``SELECT ... ORDER BY id FOR ...`` (the lock is taken above the sort) before they are
-updated, new sessions inserted in sorted order. The exclusive ones (sessions, then
-profiles) are taken by the last statement before ``COMMIT``. Two groups sharing rows
+updated, new sessions inserted in sorted order. The group's profiles are locked by its first
+statement; the sessions it touches by the last one before ``COMMIT``. Two groups sharing rows
 therefore queue behind each other instead of deadlocking. (An ``UPDATE ... WHERE id =
 ANY(...)`` alone locks in the order of its scan: a sequential scan on a table without
 statistics locked in heap order, and two groups deadlocked.)
@@ -20,43 +20,48 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import Boolean, String, text
 
 from trackway import jsonutil
-from trackway.db.rows import EventColumns, NewSession, Seen
-from trackway.db.statements import DriverStatements
+from trackway.db.base import JsonColumn, UTCDateTime
+from trackway.db.group_store import GroupStoreBase
+from trackway.db.rows import EventColumns, NewProfile, NewSession, ProfileRow, Seen
 
-# FOR KEY SHARE: a merge (FOR UPDATE) waits for the group, concurrent groups do not.
-_FIND_LIVE = text(
+# The group's profiles, locked in id order (the lock is taken above the sort): no merge moves
+# them and no other group changes their traits, carts or counters until this one commits.
+_LOAD = text(
     """
-    WITH live AS (
-        SELECT id FROM profiles
-        WHERE id = ANY(CAST(:profiles AS varchar[])) AND merged_into IS NULL
-        ORDER BY id FOR KEY SHARE
+    WITH locked AS (
+        SELECT id, merged_into, traits, anonymous, created_at FROM profiles
+        WHERE id = ANY(CAST(:profiles AS varchar[]))
+        ORDER BY id FOR NO KEY UPDATE
     )
-    SELECT 1 AS kind, id FROM live
+    SELECT true AS profile, id, merged_into AS owner, traits, anonymous, created_at FROM locked
     UNION ALL
-    SELECT 2 AS kind, id FROM profiles
-    WHERE id = ANY(CAST(:profiles AS varchar[])) AND merged_into IS NOT NULL
-    UNION ALL
-    SELECT 0 AS kind, id FROM sessions WHERE id = ANY(CAST(:sessions AS varchar[]))
+    SELECT false, id, profile_id, NULL, NULL, NULL FROM sessions
+    WHERE id = ANY(CAST(:sessions AS varchar[]))
     """
+).columns(
+    profile=Boolean, id=String, owner=String, traits=JsonColumn, anonymous=Boolean, created_at=UTCDateTime
 )
 
-# The fresh profiles are inserted by the same statement as their sessions (whose foreign
-# key is checked at its end) with their one visit already counted: each is made for one
-# new session, and is deleted if a concurrent group opened that session first.
+# The new profiles are inserted by the same statement as the new sessions (whose foreign key is
+# checked at its end). A session opened meanwhile by another transaction is not inserted: the
+# group then starts again (``core.group_write.LostRace``).
 _OPEN_SESSIONS = """
     WITH fresh AS (
         INSERT INTO profiles (id, traits, anonymous, visits, created_at, updated_at, last_seen_at)
-        SELECT id, '{}'::jsonb, true, 1, at, at, at
-        FROM unnest($7::varchar[], $8::timestamptz[]) AS p(id, at)
+        SELECT id, traits::jsonb, anonymous, visits, created_at, updated_at, last_seen_at
+        FROM unnest($8::varchar[], $9::text[], $10::bool[], $11::int[], $12::timestamptz[],
+                    $13::timestamptz[], $14::timestamptz[])
+             AS p(id, traits, anonymous, visits, created_at, updated_at, last_seen_at)
     )
     INSERT INTO sessions (id, source_id, client_key, visit_key, profile_id, started_at,
                           last_event_at, event_count, context)
-    SELECT id, source_id, client_key, NULL, profile_id, started_at, started_at, 0, context::jsonb
-    FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::timestamptz[],
-                $6::text[]) AS s(id, source_id, client_key, profile_id, started_at, context)
+    SELECT id, source_id, client_key, visit_key, profile_id, started_at, started_at, 0, context::jsonb
+    FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[],
+                $6::timestamptz[], $7::text[])
+         AS s(id, source_id, client_key, visit_key, profile_id, started_at, context)
     ORDER BY id
     ON CONFLICT (source_id, client_key) DO NOTHING
     RETURNING id
@@ -99,33 +104,43 @@ _INSERT_EVENTS = """
 """
 
 
-class PgBulkStore(DriverStatements):
-    """``core.bulk.BulkStore`` on PostgreSQL. ``find_live_profiles_and_sessions`` comes first."""
+class PgGroupStore(GroupStoreBase):
+    """``db.group_store.GroupStore`` on PostgreSQL. ``load_profiles_and_sessions`` comes first."""
 
-    async def find_live_profiles_and_sessions(
+    async def load_profiles_and_sessions(
         self, profile_ids: list[str], session_ids: list[str]
-    ) -> tuple[set[str], set[str], set[str]]:
+    ) -> tuple[dict[str, ProfileRow], dict[str, str]]:
         # Through SQLAlchemy: it begins the transaction the raw statements then run in.
-        rows = await self._db.execute(_FIND_LIVE, {"profiles": profile_ids, "sessions": session_ids})
-        existing: set[str] = set()
-        live: set[str] = set()
-        merged: set[str] = set()
-        found = (existing, live, merged)
-        for kind, row_id in rows:
-            found[kind].add(row_id)
-        return live, merged, existing
+        rows = await self._db.execute(_LOAD, {"profiles": profile_ids, "sessions": session_ids})
+        found: dict[str, ProfileRow] = {}
+        owners: dict[str, str] = {}
+        for row in rows:
+            if row.profile:
+                found[row.id] = ProfileRow(row.id, row.owner, row.traits, row.anonymous, row.created_at)
+            else:
+                owners[row.id] = row.owner
+        return found, owners
 
-    async def open_sessions(self, new: list[NewSession], fresh: dict[str, datetime]) -> set[str]:
+    async def open_sessions(self, new: list[NewSession], fresh: list[NewProfile]) -> set[str]:
+        if not new and not fresh:
+            return set()
+        dumps = jsonutil.dumps_str
         rows = await (await self._driver()).fetch(
             _OPEN_SESSIONS,
             [s.id for s in new],
             [s.source_id for s in new],
             [s.client_key for s in new],
+            [s.visit_key for s in new],
             [s.profile_id for s in new],
             [s.started_at for s in new],
-            [jsonutil.dumps_str(s.context) for s in new],
-            list(fresh),
-            list(fresh.values()),
+            [dumps(s.context) for s in new],
+            [p.id for p in fresh],
+            [dumps(p.traits) for p in fresh],
+            [p.anonymous for p in fresh],
+            [p.visits for p in fresh],
+            [p.created_at for p in fresh],
+            [p.updated_at for p in fresh],
+            [p.last_seen_at for p in fresh],
         )
         return {row[0] for row in rows}
 

@@ -1,4 +1,4 @@
-"""The bulk path's statements on SQLite, sent through aiosqlite directly.
+"""The write path's hot statements on SQLite, sent through aiosqlite directly.
 
 Through SQLAlchemy each row's values went through its type processing in Python (time
 zones, the text form of a timestamp, JSON) and each statement through its compiler and
@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from trackway import jsonutil
-from trackway.db.rows import EventColumns, NewSession, Seen
-from trackway.db.statements import DriverStatements
+from trackway.db.group_store import GroupStoreBase
+from trackway.db.rows import EventColumns, NewProfile, NewSession, ProfileRow, Seen
 
-#: SQLite allows 32,766 bound values a statement; events have ten columns, sessions seven.
+#: SQLite allows 32,766 bound values a statement; events have ten columns, sessions eight.
 _EVENTS_PER_STATEMENT = 3000
 _SESSIONS_PER_STATEMENT = 4000
 
@@ -49,7 +49,7 @@ _INSERT_SESSIONS = (
     "INSERT INTO sessions (id, source_id, client_key, visit_key, profile_id, started_at, "
     "last_event_at, event_count, context) VALUES {values} "
     "ON CONFLICT (source_id, client_key) DO NOTHING RETURNING id",
-    "(?, ?, ?, NULL, ?, ?, ?, 0, ?)",
+    "(?, ?, ?, ?, ?, ?, ?, 0, ?)",
 )
 
 
@@ -62,7 +62,7 @@ def _multi_row(statement: tuple[str, str], rows: int) -> str:
 
 _INSERT_PROFILE = (
     "INSERT INTO profiles (id, traits, anonymous, visits, created_at, updated_at, last_seen_at) "
-    "VALUES (?, '{}', 1, 1, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _TOUCH_SESSION = (
     "UPDATE sessions SET last_event_at = max(last_event_at, ?), event_count = event_count + ? WHERE id = ?"
@@ -70,40 +70,51 @@ _TOUCH_SESSION = (
 _SEE_PROFILE = "UPDATE profiles SET last_seen_at = max(last_seen_at, ?), visits = visits + ? WHERE id = ?"
 
 
-class SqliteBulkStore(DriverStatements):
-    """``core.bulk.BulkStore`` on SQLite."""
+def _from_sqlite_time(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
-    async def find_live_profiles_and_sessions(
+
+class SqliteGroupStore(GroupStoreBase):
+    """``db.group_store.GroupStore`` on SQLite (one writer: the transaction holds the lock)."""
+
+    async def load_profiles_and_sessions(
         self, profile_ids: list[str], session_ids: list[str]
-    ) -> tuple[set[str], set[str], set[str]]:
+    ) -> tuple[dict[str, ProfileRow], dict[str, str]]:
         conn = await self._driver()
-        parts: list[str] = []
-        params: list[str] = []
+        found: dict[str, ProfileRow] = {}
+        owners: dict[str, str] = {}
         if profile_ids:
-            parts.append(
-                "SELECT CASE WHEN merged_into IS NULL THEN 1 ELSE 2 END, id FROM profiles "
+            sql = (
+                "SELECT id, merged_into, traits, anonymous, created_at FROM profiles "
                 f"WHERE id IN ({_placeholders(len(profile_ids))})"
             )
-            params.extend(profile_ids)
+            for pid, merged_into, traits, anonymous, created_at in await conn.execute_fetchall(
+                sql, profile_ids
+            ):
+                found[pid] = ProfileRow(
+                    pid, merged_into, jsonutil.loads(traits), bool(anonymous), _from_sqlite_time(created_at)
+                )
         if session_ids:
-            parts.append(f"SELECT 0, id FROM sessions WHERE id IN ({_placeholders(len(session_ids))})")
-            params.extend(session_ids)
-        existing: set[str] = set()
-        live: set[str] = set()
-        merged: set[str] = set()
-        found = (existing, live, merged)
-        if parts:
-            for kind, row_id in await conn.execute_fetchall(" UNION ALL ".join(parts), params):
-                found[kind].add(row_id)
-        return live, merged, existing
+            sql = f"SELECT id, profile_id FROM sessions WHERE id IN ({_placeholders(len(session_ids))})"
+            for sid, owner in await conn.execute_fetchall(sql, session_ids):
+                owners[sid] = owner
+        return found, owners
 
-    async def open_sessions(self, new: list[NewSession], fresh: dict[str, datetime]) -> set[str]:
+    async def open_sessions(self, new: list[NewSession], fresh: list[NewProfile]) -> set[str]:
         conn = await self._driver()
         if fresh:
-            rows = []
-            for profile_id, at in fresh.items():
-                when = sqlite_time(at)
-                rows.append((profile_id, when, when, when))
+            rows = [
+                (
+                    p.id,
+                    jsonutil.dumps_str(p.traits),
+                    int(p.anonymous),
+                    p.visits,
+                    sqlite_time(p.created_at),
+                    sqlite_time(p.updated_at),
+                    sqlite_time(p.last_seen_at),
+                )
+                for p in fresh
+            ]
             await conn.executemany(_INSERT_PROFILE, rows)
         created: set[str] = set()
         for start in range(0, len(new), _SESSIONS_PER_STATEMENT):
@@ -112,7 +123,9 @@ class SqliteBulkStore(DriverStatements):
             for s in chunk:
                 started = sqlite_time(s.started_at)
                 context = jsonutil.dumps_str(s.context)
-                params.extend((s.id, s.source_id, s.client_key, s.profile_id, started, started, context))
+                params.extend(
+                    (s.id, s.source_id, s.client_key, s.visit_key, s.profile_id, started, started, context)
+                )
             found = await conn.execute_fetchall(_multi_row(_INSERT_SESSIONS, len(chunk)), params)
             created.update(row[0] for row in found)
         return created
