@@ -42,7 +42,14 @@ DRAIN_LIMIT_S = 20.0
 #: Flags of every reference app: the same as Trackway's uvicorn (one worker, no access log).
 UVICORN_FLAGS = ("--workers", "1", "--no-access-log", "--log-level", "warning")
 
-SOURCE_IDS = {"tracardi": "bench-web", "tracify": "bench-shop", "tracktor": "bench-app"}
+SOURCE_IDS = {
+    "tracardi": "bench-web",
+    "tracify": "bench-shop",
+    "tracktor": "bench-app",
+    "insend": "bench-store",
+}
+#: The dialects whose acknowledged events traffic.lua counts ("<dialect>_events" in its summary).
+DIALECTS = ("tracardi", "tracify", "tracktor", "insend")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -365,12 +372,13 @@ class Load:
         return int(self.raw["responses"])
 
     @property
+    def events_by_dialect(self) -> dict[str, int]:
+        """Events acknowledged by 2xx, per dialect (Tracify: ``accepted``, duplicates left out)."""
+        return {dialect: int(self.raw.get(f"{dialect}_events", 0)) for dialect in DIALECTS}
+
+    @property
     def events(self) -> int:
-        return (
-            int(self.raw["tracardi_events"])
-            + int(self.raw["tracify_events"])
-            + int(self.raw["tracktor_events"])
-        )
+        return sum(self.events_by_dialect.values())
 
     @property
     def non_2xx(self) -> int:
