@@ -163,6 +163,7 @@ class Sequential:
     errors: int = 0  # no answer (connection errors, timeouts)
     elapsed_s: float = 0.0
     body_bytes: int = 0
+    stopped_early: bool = False  # the time limit came before the last batch
     samples: list[str] = field(default_factory=list)
     cpu: tuple[harness.CpuSnapshot, harness.CpuSnapshot] | None = None
 
@@ -190,9 +191,13 @@ def sequential_batches(
     n_events: int,
     n_people: int,
     seed: int,
-    timeout_s: float = harness.REQUEST_TIMEOUT_S * 3,
+    limit_s: float,
+    timeout_s: float = harness.REQUEST_TIMEOUT_S,
 ) -> Sequential:
-    """``warmup`` then ``count`` batches, one at a time; the bodies are built before they are timed."""
+    """``warmup`` then ``count`` batches, one at a time; the bodies are built before they are timed.
+
+    No batch is sent once the measured ones have taken ``limit_s`` (``Sequential.stopped_early``).
+    """
     rng = random.Random(seed)
     run_tag = secrets.token_hex(4)  # order ids unique across runs too
     bodies = [
@@ -225,6 +230,9 @@ def sequential_batches(
                 out.samples.append(f"warm-up batch {i}: HTTP {response.status_code}: {response.text[:200]}")
         start_cpu, started = harness.CpuSnapshot.take(server_pid), time.monotonic()
         for i, body in enumerate(bodies[warmup:], start=warmup):
+            if time.monotonic() - started > limit_s:
+                out.stopped_early = True
+                break
             response, latency_ms = post(i, body)
             if response is None:
                 out.errors += 1

@@ -64,6 +64,8 @@ KNOWN_PEOPLE = frozenset({"tracify", "tracktor", "insend", "tracify-500"})
 PRELOAD_BATCH = 50
 #: The preload pass stops sending after this long even if it has not named everyone.
 PRELOAD_LIMIT_S = 60.0
+#: tracify-500 sends no further batch once its measured ones have taken this long.
+BATCH_LIMIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,9 @@ class RunResult:
     non_2xx: int = 0
     errors: int = 0
     timeouts: int = 0
+    #: Held connections the server closed while waiting for the drain: not errors (wrk's read
+    #: errors less these are the ``errors``).
+    idle_closes: int = 0
     acked_events: int = 0
     acked_by_dialect: dict[str, int] = field(default_factory=dict)
     db_events: dict[str, int] | None = None
@@ -219,6 +224,7 @@ def fill(result: RunResult, load: harness.Load) -> None:
     result.responses, result.responses_2xx, result.non_2xx = load.responses, load.ok, load.non_2xx
     result.errors = load.errors
     result.timeouts = int(raw["errors"]["timeout"])
+    result.idle_closes = load.idle_closes
     result.acked_by_dialect = load.events_by_dialect
     result.acked_events = load.events
     if result.elapsed_s > 0:
@@ -378,6 +384,7 @@ def bench_one(spec: RunSpec, args: argparse.Namespace) -> RunResult:
                             n_events=args.batch_events,
                             n_people=args.batch_events // len(people.TRACIFY_STEPS),
                             seed=args.seed,
+                            limit_s=BATCH_LIMIT_S,
                         )
                     else:
                         load = harness.run_wrk(
@@ -466,6 +473,10 @@ def fill_sequential(result: RunResult, sequential: people.Sequential) -> None:
     result.status = dict(sequential.statuses)
     result.mix = {"tracify_sent": result.responses, "body_bytes": sequential.body_bytes}
     result.samples = list(sequential.samples)
+    if sequential.stopped_early:
+        result.samples.append(
+            f"stopped after {result.responses} batches: the {BATCH_LIMIT_S:g} s limit of tracify-500"
+        )
     result.drained = sequential.errors == 0
 
 

@@ -98,6 +98,7 @@ tracardi_ok, tracardi_events, tracify_ok, tracify_events, tracktor_ok, tracktor_
 insend_ok, insend_events = 0, 0
 new_visitor, new_session, returning, tracify_sent, tracktor_sent, insend_sent = 0, 0, 0, 0, 0, 0
 preload_sent = 0 -- requests of the preload pass (preload=...)
+idle_closes = 0 -- held connections the server closed (wrk counts each as a read error)
 unreadable = 0 -- 2xx answers whose body could not be read
 reads_ok = 0 -- read mode: 2xx answers holding an "items" list
 status = {} -- flat: ["503"] = n (wrk cannot hand nested tables to done())
@@ -534,6 +535,11 @@ function delay()
   end
   if after_response then
     held = held + 1
+  else
+    -- A held connection reconnecting: the server closed it while it was idle. (A connection whose
+    -- request failed would reconnect here too, but then the thread can never drain, and
+    -- bench/run.py says so.)
+    idle_closes = idle_closes + 1
   end
   if held >= cfg.connections and drained == 0 then
     drained = 1
@@ -636,7 +642,7 @@ end
 local COUNTERS = {
   "sent", "responses", "ok", "held", "unreadable", "reads_ok",
   "tracardi_ok", "tracardi_events", "tracify_ok", "tracify_events", "tracktor_ok", "tracktor_events",
-  "insend_ok", "insend_events",
+  "insend_ok", "insend_events", "idle_closes",
   "new_visitor", "new_session", "returning", "tracify_sent", "tracktor_sent", "insend_sent", "drained",
 }
 
