@@ -197,10 +197,11 @@ def traffic_for(
 def preload_people(
     spec: RunSpec, args: argparse.Namespace, server: harness.Server, traffic: dict[str, Any]
 ) -> harness.Load:
-    """Name every known person once through the API (wrk, not measured), so the load's are known.
+    """Name every known person once through the API (wrk, not measured), so that the people of
+    the measured load are all known.
 
     Tracify: batches of ``PRELOAD_BATCH`` people with one pageview each; Tracktor and InSend: one
-    request a person. Fewer connections than requests would leave some idle, so no more are used.
+    request a person. Never more connections than requests: the spare ones would only idle.
     """
     dialect = "tracify" if spec.traffic.startswith("tracify") else spec.traffic
     requests = math.ceil(args.people / PRELOAD_BATCH) if dialect == "tracify" else args.people
