@@ -220,3 +220,23 @@ def test_tracardis_real_tracker_talks_to_trackway(
     cookies = {c["name"]: c["value"] for c in visitor.context.cookies()}
     assert cookies["__tr_pid"] == profile_id
     assert console_errors(visitor) == [], visitor.console
+
+
+def test_seed_snippet_with_const_options(
+    vendor: dict[str, bytes], visitor: Visitor, site: PageServer, trackway: Trackway
+) -> None:
+    """Seed 000 declares ``const options`` (a global lexical binding, not ``window.options``)."""
+    snippet = gui_snippet(vendor, trackway)
+    assert snippet.count("var options = {") == 1
+    url = site.add(
+        "/tracardi-const.html", page(snippet.replace("var options = {", "const options = {"), "Const")
+    )
+    with visitor.expect_track() as answer:
+        visitor.page.goto(url)
+    assert answer.value.status == 200
+    profile_id = answer.value.json()["profile"]["id"]
+    stored = events_of(trackway, profile_id)
+    assert [(e["type"], e["properties"]) for e in stored] == list(
+        zip(SEED_TYPES, SEED_PROPERTIES, strict=True)
+    )
+    assert console_errors(visitor) == [] and visitor.tracker_messages() == [], visitor.console
