@@ -5,13 +5,18 @@ One command (``make bench``) runs, one after the other on this machine, each wit
 * ``ceiling``: ``bench/ceiling_app.py``, FastAPI validating the Tracardi payload, storing nothing;
 * ``naive``: ``bench/naive_app.py``, one PostgreSQL transaction per request;
 * ``pg-tracardi``: Trackway on PostgreSQL, 1 worker, the same Tracardi traffic as the two above;
+* ``pg-tracify``, ``pg-tracktor``, ``pg-insend``: the same server, each with one dialect's traffic
+  over 3,000 known people (preloaded, unmeasured, before the load): Tracify batches of 50 events
+  naming 10 people, Tracktor ``GET /track``, InSend ``POST /watch/event`` (``view_product``);
+* ``tracify-500``: single 500-event Tracify batches, one at a time, latency per batch;
 * ``pg``, ``pg-2w``, ``sqlite``: Trackway with the mixed traffic (Tracardi plus Tracify batches and
   Tracktor GETs) on PostgreSQL with 1 and 2 workers, and on SQLite with 1 worker.
 
 The load is wrk with ``bench/traffic.lua``. It prints one table row per run, the ratios
-Trackway/ceiling and Trackway/naive, the load generator's own CPU cost, writes
-``bench/results/latest.json``, and checks after every run that the database holds exactly the
-events that were acknowledged with a 2xx. Exits non-zero when a run failed or a check did not hold.
+Trackway/ceiling and Trackway/naive, the targets of issue #13 (each dialect's run against
+``pg-tracardi``), the load generator's own CPU cost, writes ``bench/results/latest.json``, and
+checks after every run that the database holds exactly the events that were acknowledged with a
+2xx. Exits non-zero when a run failed or a check did not hold (a missed target does not).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import secrets
@@ -35,9 +41,31 @@ from typing import Any
 
 import asyncpg
 import harness
+import people
 from harness import fmt
 
 BENCH_DATABASE = "trackway_bench"  # dropped and recreated by every PostgreSQL run; never the tests'
+
+
+#: The sources each traffic needs. "mixed": Tracardi plus Tracify batches and Tracktor GETs;
+#: "tracify", "tracktor", "insend": that dialect only, over the known people; "tracify-500": one
+#: 500-event Tracify batch at a time (people.sequential_batches, not wrk).
+TRAFFIC_SOURCES = {
+    "tracardi": ("tracardi",),
+    "mixed": ("tracardi", "tracify", "tracktor"),
+    "tracify": ("tracify",),
+    "tracktor": ("tracktor",),
+    "insend": ("insend",),
+    "tracify-500": ("tracify",),
+}
+#: Traffics over the known people, preloaded before the measured load.
+KNOWN_PEOPLE = frozenset({"tracify", "tracktor", "insend", "tracify-500"})
+#: People per Tracify batch of the preload pass (one pageview each).
+PRELOAD_BATCH = 50
+#: The preload pass stops sending after this long even if it has not named everyone.
+PRELOAD_LIMIT_S = 60.0
+#: tracify-500 sends no further batch once its measured ones have taken this long.
+BATCH_LIMIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -46,19 +74,27 @@ class RunSpec:
     target: str  # "trackway", "ceiling" or "naive"
     db: str | None  # "postgresql", "sqlite" or None
     workers: int
-    mixed: bool  # Tracardi plus Tracify and Tracktor, else Tracardi only
+    traffic: str  # a key of TRAFFIC_SOURCES
+
+    @property
+    def mixed(self) -> bool:
+        return self.traffic == "mixed"
 
 
 RUNS = {
     spec.name: spec
     for spec in (
-        RunSpec("ceiling", "ceiling", None, 1, mixed=False),
-        RunSpec("naive", "naive", "postgresql", 1, mixed=False),
-        RunSpec("pg-tracardi", "trackway", "postgresql", 1, mixed=False),
-        RunSpec("pg", "trackway", "postgresql", 1, mixed=True),
-        RunSpec("pg-2w", "trackway", "postgresql", 2, mixed=True),
-        RunSpec("sqlite", "trackway", "sqlite", 1, mixed=True),
-        RunSpec("sqlite-tracardi", "trackway", "sqlite", 1, mixed=False),
+        RunSpec("ceiling", "ceiling", None, 1, "tracardi"),
+        RunSpec("naive", "naive", "postgresql", 1, "tracardi"),
+        RunSpec("pg-tracardi", "trackway", "postgresql", 1, "tracardi"),
+        RunSpec("pg-tracify", "trackway", "postgresql", 1, "tracify"),
+        RunSpec("pg-tracktor", "trackway", "postgresql", 1, "tracktor"),
+        RunSpec("pg-insend", "trackway", "postgresql", 1, "insend"),
+        RunSpec("tracify-500", "trackway", "postgresql", 1, "tracify-500"),
+        RunSpec("pg", "trackway", "postgresql", 1, "mixed"),
+        RunSpec("pg-2w", "trackway", "postgresql", 2, "mixed"),
+        RunSpec("sqlite", "trackway", "sqlite", 1, "mixed"),
+        RunSpec("sqlite-tracardi", "trackway", "sqlite", 1, "tracardi"),
     )
 }
 
@@ -81,6 +117,9 @@ class RunResult:
     non_2xx: int = 0
     errors: int = 0
     timeouts: int = 0
+    #: Held connections the server closed while waiting for the drain: not errors (wrk's read
+    #: errors less these are the ``errors``).
+    idle_closes: int = 0
     acked_events: int = 0
     acked_by_dialect: dict[str, int] = field(default_factory=dict)
     db_events: dict[str, int] | None = None
@@ -109,6 +148,11 @@ class RunResult:
     drained: bool = False
     #: The end of the server's log when it logged an error (its log level is "warning").
     server_log_tail: str = ""
+    #: The unmeasured preload pass of the known-people runs (and tracify-500's warm-up batches):
+    #: people, requests, 2xx, seconds, events acknowledged per dialect. Its events are stored
+    #: too, so the database check adds them.
+    preload: dict[str, Any] = field(default_factory=dict)
+    preload_acked: dict[str, int] = field(default_factory=dict)
     ok: bool = False
     check: str = "not run"
 
@@ -117,9 +161,13 @@ class RunResult:
 
 
 def traffic_for(
-    spec: RunSpec, args: argparse.Namespace, sources: dict[str, dict[str, Any]]
+    spec: RunSpec, args: argparse.Namespace, sources: dict[str, dict[str, Any]], people_file: Path | None
 ) -> dict[str, Any]:
-    traffic: dict[str, Any] = {"tracardi_source": harness.SOURCE_IDS["tracardi"], "seed": args.seed}
+    traffic: dict[str, Any] = {
+        "tracardi_source": harness.SOURCE_IDS["tracardi"],
+        "seed": args.seed,
+        "threads": args.wrk_threads,
+    }
     if spec.mixed:
         traffic.update(
             tracify_source=sources["tracify"]["id"],
@@ -128,7 +176,47 @@ def traffic_for(
             tracktor_source=sources["tracktor"]["id"],
             tracktor_share=args.tracktor_share,
         )
+    if "tracify" in sources and not spec.mixed:
+        traffic.update(
+            tracify_source=sources["tracify"]["id"],
+            tracify_key=sources["tracify"]["secret"],
+            tracify_share=1,
+            tracify_people=args.tracify_people,
+            tracify_events=args.tracify_events,
+            tracify_purchase_share=people.PURCHASE_SHARE,
+        )
+    if "tracktor" in sources and not spec.mixed:
+        traffic.update(tracktor_source=sources["tracktor"]["id"], tracktor_share=1)
+    if "insend" in sources:
+        traffic.update(insend_source=sources["insend"]["id"], insend_share=1)
+    if people_file is not None:
+        traffic["people_file"] = str(people_file)
     return traffic
+
+
+def preload_people(
+    spec: RunSpec, args: argparse.Namespace, server: harness.Server, traffic: dict[str, Any]
+) -> harness.Load:
+    """Name every known person once through the API (wrk, not measured), so that the people of
+    the measured load are all known.
+
+    Tracify: batches of ``PRELOAD_BATCH`` people with one pageview each; Tracktor and InSend: one
+    request a person. Never more connections than requests: the spare ones would only idle.
+    """
+    dialect = "tracify" if spec.traffic.startswith("tracify") else spec.traffic
+    requests = math.ceil(args.people / PRELOAD_BATCH) if dialect == "tracify" else args.people
+    connections = max(
+        args.wrk_threads, min(args.concurrency, requests) // args.wrk_threads * args.wrk_threads
+    )
+    return harness.run_wrk(
+        server.base,
+        duration=PRELOAD_LIMIT_S,
+        connections=connections,
+        threads=args.wrk_threads,
+        server_pid=server.pid,
+        traffic={**traffic, "preload": dialect, "preload_batch": PRELOAD_BATCH},
+        max_requests=requests,
+    )
 
 
 def fill(result: RunResult, load: harness.Load) -> None:
@@ -137,11 +225,8 @@ def fill(result: RunResult, load: harness.Load) -> None:
     result.responses, result.responses_2xx, result.non_2xx = load.responses, load.ok, load.non_2xx
     result.errors = load.errors
     result.timeouts = int(raw["errors"]["timeout"])
-    result.acked_by_dialect = {
-        "tracardi": int(raw["tracardi_events"]),
-        "tracify": int(raw["tracify_events"]),
-        "tracktor": int(raw["tracktor_events"]),
-    }
+    result.idle_closes = load.idle_closes
+    result.acked_by_dialect = load.events_by_dialect
     result.acked_events = load.events
     if result.elapsed_s > 0:
         result.requests_per_s = load.ok / result.elapsed_s
@@ -167,8 +252,8 @@ def fill(result: RunResult, load: harness.Load) -> None:
     result.status = dict(raw["status"])
     result.mix = {
         key: int(raw[key])
-        for key in ("returning", "new_session", "new_visitor", "tracify_sent", "tracktor_sent")
-        if int(raw[key])
+        for key in ("returning", "new_session", "new_visitor", "tracify_sent", "tracktor_sent", "insend_sent")
+        if int(raw.get(key, 0))
     }
     result.samples = list(raw["samples"])
     if load.stderr:
@@ -181,14 +266,21 @@ def check(result: RunResult, spec: RunSpec) -> None:
         result.ok, result.check = True, "n/a (stores nothing)"
         return
     assert result.db_events is not None
+    acked = {
+        dialect: result.acked_by_dialect.get(dialect, 0) + result.preload_acked.get(dialect, 0)
+        for dialect in harness.DIALECTS
+    }
     expected = {
-        "trackway": {harness.SOURCE_IDS[d]: n for d, n in result.acked_by_dialect.items() if n},
+        "trackway": {harness.SOURCE_IDS[d]: n for d, n in acked.items() if n},
         "naive": {"naive_events": result.acked_events},
     }[spec.target]
     found = {key: n for key, n in result.db_events.items() if n}
     if found == expected:
         result.ok = True
-        result.check = f"OK: the database holds exactly the {result.acked_events} acknowledged events"
+        result.check = f"OK: the database holds exactly the {sum(expected.values())} acknowledged events"
+        preloaded = sum(result.preload_acked.values())
+        if preloaded:
+            result.check += f" ({preloaded} of them before the measured load)"
     else:
         result.check = f"MISMATCH: database {found}, acknowledged by 2xx {expected}"
         if not result.drained:
@@ -216,14 +308,18 @@ def bench_one(spec: RunSpec, args: argparse.Namespace) -> RunResult:
         target=spec.target,
         db=spec.db,
         workers=spec.workers,
-        traffic="mixed" if spec.mixed else "tracardi",
-        concurrency=args.concurrency,
+        traffic=spec.traffic,
+        concurrency=1 if spec.traffic == "tracify-500" else args.concurrency,
         wrk_threads=args.wrk_threads,
         duration_s=args.duration,
     )
+    if spec.traffic == "tracify-500":
+        load_text = f"{args.batch_count} batches of {args.batch_events} events, one at a time"
+    else:
+        load_text = f"{args.concurrency} connections, {args.duration:g} s"
     print(
         f"== {spec.name}: {spec.target}, {spec.db or 'no database'}, {spec.workers} worker(s), "
-        f"{result.traffic} traffic, {args.concurrency} connections, {args.duration:g} s",
+        f"{result.traffic} traffic, {load_text}",
         flush=True,
     )
     admin_url = args.pg_url
@@ -233,6 +329,12 @@ def bench_one(spec: RunSpec, args: argparse.Namespace) -> RunResult:
             sqlite_path = tmp_dir / "bench.db"
             port = harness.free_port()
             sources: dict[str, dict[str, Any]] = {}
+            people_file: Path | None = None
+            pool: list[people.Person] = []
+            if spec.traffic in KNOWN_PEOPLE:
+                pool = people.make_people(args.people, args.seed)
+                people_file = tmp_dir / "people.txt"
+                people.write_people(people_file, pool)
             if spec.db == "postgresql":
                 asyncio.run(harness.pg_recreate(admin_url, BENCH_DATABASE))
             env: dict[str, str]
@@ -243,30 +345,66 @@ def bench_one(spec: RunSpec, args: argparse.Namespace) -> RunResult:
                     else f"sqlite+aiosqlite:///{sqlite_path}"
                 )
                 env = harness.trackway_env(database_url, secrets.token_urlsafe(24))
-                for dialect in ("tracardi", "tracify", "tracktor") if spec.mixed else ("tracardi",):
+                for dialect in TRAFFIC_SOURCES[spec.traffic]:
                     sources[dialect] = harness.create_source(env, dialect)
                 command, ready = harness.trackway_command(port, spec.workers), "/readyz"
             else:
                 env = {**os.environ, "BENCH_NAIVE_DSN": harness.pg_url(admin_url, BENCH_DATABASE)}
                 command, ready = harness.reference_app_command(f"{spec.target}_app", port), "/healthz"
-            with (
-                harness.running_server(command, env, port, ready, tmp_dir / "server.log") as server,
-                profiled(spec, args, server.pid),
-            ):
-                load = harness.run_wrk(
-                    server.base,
-                    duration=args.duration,
-                    connections=args.concurrency,
-                    threads=args.wrk_threads,
-                    server_pid=server.pid,
-                    traffic=traffic_for(spec, args, sources),
-                    max_requests=args.max_requests,
-                )
+            traffic = traffic_for(spec, args, sources, people_file)
+            with harness.running_server(command, env, port, ready, tmp_dir / "server.log") as server:
+                if people_file is not None:
+                    preloaded = preload_people(spec, args, server, traffic)
+                    result.preload_acked = {d: n for d, n in preloaded.events_by_dialect.items() if n}
+                    result.preload = {
+                        "people": args.people,
+                        "requests": preloaded.responses,
+                        "ok": preloaded.ok,
+                        "seconds": round(preloaded.elapsed_s, 2),
+                        "events": preloaded.events,
+                        "drained": preloaded.drained,
+                    }
+                    print(
+                        f"  preload (not measured): {args.people} people named in {preloaded.responses} "
+                        f"requests ({preloaded.ok} 2xx, {preloaded.events} events) in "
+                        f"{preloaded.elapsed_s:.1f} s",
+                        flush=True,
+                    )
+                    if preloaded.ok != preloaded.responses or not preloaded.drained:
+                        print(f"  preload status {dict(preloaded.raw['status'])}: {preloaded.raw['samples']}")
+                with profiled(spec, args, server.pid):
+                    if spec.traffic == "tracify-500":
+                        sequential = people.sequential_batches(
+                            server.base,
+                            api_key=sources["tracify"]["secret"],
+                            source_id=sources["tracify"]["id"],
+                            pool=pool,
+                            server_pid=server.pid,
+                            count=args.batch_count,
+                            warmup=args.batch_warmup,
+                            n_events=args.batch_events,
+                            n_people=args.batch_events // len(people.TRACIFY_STEPS),
+                            seed=args.seed,
+                            limit_s=BATCH_LIMIT_S,
+                        )
+                    else:
+                        load = harness.run_wrk(
+                            server.base,
+                            duration=args.duration,
+                            connections=args.concurrency,
+                            threads=args.wrk_threads,
+                            server_pid=server.pid,
+                            traffic=traffic,
+                            max_requests=args.max_requests,
+                        )
                 if spec.target == "trackway":
                     groups = harness.group_commit_stats(server.base)
                     if groups is not None:
                         result.group_batches, result.group_txn_ms = groups
-            fill(result, load)
+            if spec.traffic == "tracify-500":
+                fill_sequential(result, sequential)
+            else:
+                fill(result, load)
             log_text = (tmp_dir / "server.log").read_text(errors="replace")
             if "Traceback" in log_text or "ERROR" in log_text:
                 result.server_log_tail = log_text[-3000:]
@@ -303,6 +441,44 @@ def bench_one(spec: RunSpec, args: argparse.Namespace) -> RunResult:
         print("  the server logged errors; the end of its log (also in the results file):", flush=True)
         print("    " + "\n    ".join(result.server_log_tail.splitlines()[-15:]), flush=True)
     return result
+
+
+def fill_sequential(result: RunResult, sequential: people.Sequential) -> None:
+    """tracify-500's row: the client's own timing of each batch (no wrk, one connection)."""
+    result.elapsed_s = sequential.elapsed_s
+    result.responses = len(sequential.latencies_ms)
+    result.responses_2xx = sequential.ok
+    result.non_2xx = result.responses - sequential.ok
+    result.errors = sequential.errors
+    result.acked_by_dialect = {"tracify": sequential.accepted}
+    result.acked_events = sequential.accepted
+    if sequential.warmup_accepted:
+        result.preload_acked["tracify"] = result.preload_acked.get("tracify", 0) + sequential.warmup_accepted
+        result.preload["warmup_batches_events"] = sequential.warmup_accepted
+    if result.elapsed_s > 0:
+        result.requests_per_s = sequential.ok / result.elapsed_s
+        result.events_per_s = sequential.accepted / result.elapsed_s
+    result.p50_ms = sequential.p50
+    result.p90_ms = sequential.percentile(90)
+    result.p99_ms = sequential.percentile(99)
+    result.max_ms = max(sequential.latencies_ms) if sequential.latencies_ms else None
+    if sequential.cpu is not None:
+        start, end = sequential.cpu
+        window = end.at - start.at
+        if window > 0:
+            result.server_cpu_pct = 100 * (end.server_s - start.server_s) / window
+            result.postgres_cpu_pct = 100 * (end.postgres_s - start.postgres_s) / window
+            result.host_cpu_pct = 100 * (end.host_busy_s - start.host_busy_s) / window
+        if sequential.ok:
+            result.server_cpu_ms_per_request = 1000 * (end.server_s - start.server_s) / sequential.ok
+    result.status = dict(sequential.statuses)
+    result.mix = {"tracify_sent": result.responses, "body_bytes": sequential.body_bytes}
+    result.samples = list(sequential.samples)
+    if sequential.stopped_early:
+        result.samples.append(
+            f"stopped after {result.responses} batches: the {BATCH_LIMIT_S:g} s limit of tracify-500"
+        )
+    result.drained = sequential.errors == 0
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -355,6 +531,88 @@ def ratios(results: list[RunResult]) -> dict[str, float]:
     return found
 
 
+@dataclass(frozen=True)
+class Target:
+    """One of issue #13's targets, as measured in this invocation."""
+
+    name: str
+    value: float
+    goal: str  # e.g. ">= 0.80"
+    met: bool
+    note: str = ""
+
+    def line(self) -> str:
+        verdict = "met" if self.met else "MISSED"
+        note = f" ({self.note})" if self.note else ""
+        return f"  {self.name}: {self.value:,.2f}{note}, target {self.goal}: {verdict}"
+
+
+#: Issue #13: each run's figure over pg-tracardi's (same invocation, back to back).
+RATIO_TARGETS = (
+    # (run, what, minimum ratio)
+    ("pg-tracify", "events/s", 1.0),
+    ("pg-tracktor", "req/s", 0.8),
+    ("pg-insend", "req/s", 0.8),
+    ("pg", "req/s", 0.8),
+)
+SQLITE_MIXED_MIN_REQ_S = 1500.0
+P99_MAX_MS = 50.0
+TARGET_CONCURRENCY = 64
+BATCH_P50_MAX_MS = 150.0
+
+
+def targets(results: list[RunResult]) -> list[Target]:
+    """Issue #13's targets that this invocation's runs can judge (a run missing or failed: none)."""
+    by_name = {r.name: r for r in results if r.ok and r.responses_2xx}
+    found: list[Target] = []
+    base = by_name.get("pg-tracardi")
+    for name, what, minimum in RATIO_TARGETS:
+        run = by_name.get(name)
+        if base is None or run is None:
+            continue
+        if what == "events/s":
+            ratio, detail = (
+                run.events_per_s / base.events_per_s,
+                f"{run.events_per_s:,.0f} / {base.events_per_s:,.0f}",
+            )
+        else:
+            ratio, detail = (
+                run.requests_per_s / base.requests_per_s,
+                f"{run.requests_per_s:,.0f} / {base.requests_per_s:,.0f}",
+            )
+        found.append(
+            Target(f"{name} / pg-tracardi, {what}", ratio, f">= {minimum:.2f}", ratio >= minimum, detail)
+        )
+    sqlite = by_name.get("sqlite")
+    if sqlite is not None:
+        found.append(
+            Target("sqlite (mixed), req/s", sqlite.requests_per_s, f">= {SQLITE_MIXED_MIN_REQ_S:,.0f}",
+                   sqlite.requests_per_s >= SQLITE_MIXED_MIN_REQ_S)
+        )  # fmt: skip
+    for run in results:
+        if run.name not in by_name or run.target != "trackway" or run.traffic == "tracify-500":
+            continue
+        if run.p99_ms is None:
+            continue
+        note = "" if run.concurrency == TARGET_CONCURRENCY else f"at {run.concurrency} connections, not 64"
+        found.append(
+            Target(f"{run.name} p99 ms", run.p99_ms, f"< {P99_MAX_MS:g}", run.p99_ms < P99_MAX_MS, note)
+        )
+    batch = by_name.get("tracify-500")
+    if batch is not None and batch.p50_ms is not None:
+        note = f"p99 {fmt(batch.p99_ms, 1)}, max {fmt(batch.max_ms, 1)} ms over {batch.responses} batches"
+        found.append(
+            Target(
+                "tracify-500 p50 ms",
+                batch.p50_ms,
+                f"< {BATCH_P50_MAX_MS:g}",
+                batch.p50_ms < BATCH_P50_MAX_MS,
+                note,
+            )
+        )
+    return found
+
+
 def generator_summary(results: list[RunResult]) -> dict[str, Any]:
     measured = [r for r in results if r.generator_us_per_request is not None]
     if not measured:
@@ -364,7 +622,11 @@ def generator_summary(results: list[RunResult]) -> dict[str, Any]:
         "machine_pct_max": max(r.generator_machine_pct or 0 for r in measured),
     }
     ceiling = next((r for r in measured if r.name == "ceiling" and r.ok), None)
-    trackway = [r.requests_per_s for r in measured if r.target == "trackway" and r.workers == 1 and r.ok]
+    trackway = [
+        r.requests_per_s
+        for r in measured
+        if r.target == "trackway" and r.workers == 1 and r.ok and r.traffic in ("tracardi", "mixed")
+    ]
     if ceiling is not None:
         summary["ceiling_req_per_s"] = ceiling.requests_per_s
         summary["ceiling_generator_us_per_request"] = ceiling.generator_us_per_request
@@ -378,6 +640,20 @@ def report_lines(results: list[RunResult]) -> list[str]:
     for name, value in ratios(results).items():
         trackway, reference = name.split("/")
         lines.append(f"Trackway {trackway} / {reference} (req/s, 1 worker): {value:.2f}")
+    found = targets(results)
+    if found:
+        lines.append("Targets (issue #13; ratios of runs made back to back in this invocation):")
+        lines.extend(target.line() for target in found)
+    preloaded = [r for r in results if r.preload]
+    if preloaded:
+        lines.append(
+            "Known people preloaded before the measured load (not measured; their events are in the check): "
+            + "; ".join(
+                f"{r.name} {r.preload['people']:,} people in {r.preload['requests']:,} requests, "
+                f"{r.preload['seconds']:.1f} s"
+                for r in preloaded
+            )
+        )
     gen = generator_summary(results)
     if gen:
         lines.append(
@@ -418,9 +694,16 @@ def write_json(results: list[RunResult], args: argparse.Namespace, path: Path) -
             "max_requests": args.max_requests,
             "tracify_share": args.tracify_share,
             "tracktor_share": args.tracktor_share,
+            "people": args.people,
+            "tracify_people": args.tracify_people,
+            "tracify_events": args.tracify_events,
+            "batch_events": args.batch_events,
+            "batch_count": args.batch_count,
+            "batch_warmup": args.batch_warmup,
         },
         "runs": [asdict(r) for r in results],
         "ratios_req_per_s": ratios(results),
+        "targets": [asdict(t) for t in targets(results)],
         "generator": generator_summary(results),
     }
     path.write_text(json.dumps(report, indent=2) + "\n")
@@ -441,6 +724,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--tracify-share", type=float, default=0.05, help="share of Tracify batches (0.05)")
     parser.add_argument("--tracktor-share", type=float, default=0.05, help="share of Tracktor GETs (0.05)")
+    parser.add_argument(
+        "--people",
+        type=int,
+        default=3000,
+        help="known people of the pg-tracify/-tracktor/-insend runs (3000)",
+    )
+    parser.add_argument("--tracify-events", type=int, default=50, help="events per pg-tracify batch (50)")
+    parser.add_argument("--tracify-people", type=int, default=10, help="people per pg-tracify batch (10)")
+    parser.add_argument("--batch-events", type=int, default=500, help="events per tracify-500 batch (500)")
+    parser.add_argument("--batch-count", type=int, default=30, help="measured tracify-500 batches (30)")
+    parser.add_argument(
+        "--batch-warmup", type=int, default=3, help="unmeasured tracify-500 batches first (3)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the traffic (1)")
     parser.add_argument(
         "--pg-url",
@@ -469,6 +765,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--concurrency must be a multiple of --wrk-threads")
     if not 0 <= args.tracify_share + args.tracktor_share < 1:
         parser.error("--tracify-share plus --tracktor-share must be in [0, 1)")
+    steps = len(people.TRACIFY_STEPS)
+    if args.tracify_people < 1 or args.tracify_events % args.tracify_people:
+        parser.error("--tracify-events must be a positive multiple of --tracify-people")
+    if (
+        args.batch_events < steps
+        or args.batch_events % steps
+        or args.batch_count < 1
+        or args.batch_warmup < 0
+    ):
+        parser.error(f"--batch-events must be a multiple of {steps}; --batch-count at least 1")
+    if args.people < max(args.tracify_people, args.batch_events // steps):
+        parser.error("--people must be at least the people of one batch")
     return args
 
 

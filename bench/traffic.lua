@@ -1,11 +1,22 @@
--- Trackway bench traffic for wrk (LuaJIT): Tracardi POST /track, Tracify batches, Tracktor GETs.
+-- Trackway bench traffic for wrk (LuaJIT): Tracardi POST /track, Tracify batches, Tracktor GETs,
+-- InSend POST /watch/event.
 --
 -- Run by bench/run.py and bench/scale.py as
 --   wrk -t T -c C -d HARD_LIMIT -s bench/traffic.lua http://127.0.0.1:PORT -- key=value ...
 -- Arguments (after "--"): duration (seconds of load), connections (per thread), max_requests
 -- (per thread), seed,
--- tracardi_source, tracify_source, tracify_key, tracktor_source, tracify_share, tracktor_share,
--- visitors_file (optional: "profile_id session_key" lines, known visitors to start from).
+-- tracardi_source, tracify_source, tracify_key, tracktor_source, insend_source, tracify_share,
+-- tracktor_share, insend_share (each request: Tracify, Tracktor or InSend by these shares, else
+-- Tracardi), visitors_file (optional: "profile_id session_key" lines, known visitors to start from).
+-- Known people (bench/run.py's per-dialect runs): people_file ("n tracktor_id insend_field
+-- insend_uid email_hash visit_hash ip_hash ua_hash" lines, written by bench/run.py); with it, every
+-- Tracify, Tracktor and InSend request names people of that file: Tracify batches of
+-- tracify_events events naming tracify_people of them (tracify_purchase_share: the share of the
+-- people whose last event is a purchase), Tracktor GETs and InSend view_product events of one.
+-- preload=tracify|tracktor|insend (with people_file and threads): the unmeasured pass before such
+-- a run, which names every person once, in file order (Tracify: preload_batch people per batch,
+-- one pageview each), spread over the threads; run with max_requests = the number of requests
+-- that covers the file.
 -- Read mode instead (bench/scale.py): read_file (one profile id a line), admin_token, threads:
 -- every thread GETs /api/profiles/{id}/events?limit=100 once for each of its share of the ids.
 --
@@ -76,13 +87,18 @@ local PRODUCTS = {
   { "Summit Down Sleeping Bag", "sleeping-bags" }, { "Trail Runner GTX", "shoes" },
 }
 local TRACKTOR_ACTIONS = { "page_view", "search", "add_to_cart", "signup", "video_play" }
+-- A known person's events in a Tracify batch, in order; "last" is a purchase or a pageview.
+local TRACIFY_STEPS = { "pageview", "productview", "productview", "addtocart", "last" }
 
 -- --- per-thread state (globals: thread:get() reads them for done()) ---------------------------
 
 tid = tid or 0
 sent, responses, ok, held, awaiting, delays = 0, 0, 0, 0, 0, 0
 tracardi_ok, tracardi_events, tracify_ok, tracify_events, tracktor_ok, tracktor_events = 0, 0, 0, 0, 0, 0
-new_visitor, new_session, returning, tracify_sent, tracktor_sent = 0, 0, 0, 0, 0
+insend_ok, insend_events = 0, 0
+new_visitor, new_session, returning, tracify_sent, tracktor_sent, insend_sent = 0, 0, 0, 0, 0, 0
+preload_sent = 0 -- requests of the preload pass (preload=...)
+idle_closes = 0 -- held connections the server closed (wrk counts each as a read error)
 unreadable = 0 -- 2xx answers whose body could not be read
 reads_ok = 0 -- read mode: 2xx answers holding an "items" list
 status = {} -- flat: ["503"] = n (wrk cannot hand nested tables to done())
@@ -99,6 +115,9 @@ local tracify_pool, n_tracify_pool = {}, 0
 local tracktor_pool, n_tracktor_pool = {}, 0
 local order_seq = 0
 local read_ids, n_read_ids = {}, 0
+local people, n_people = {}, 0 -- known people (people_file), in file order
+local people_order = {} -- a permutation of 1..n_people, for drawing distinct people
+local profile_only_dialect = "tracktor" -- who answers {"profile":{"id":...}} alone in this run
 
 -- --- helpers --------------------------------------------------------------------------------
 
@@ -255,16 +274,20 @@ local function tracify_visitor()
   return tracify_pool[random(1, n_tracify_pool)]
 end
 
-local function tracify_event(visitor, kind, stamp)
+-- with_email: the email hash on every event (known people); else on purchases only.
+local function tracify_event(visitor, kind, stamp, with_email)
   local page = pick(PAGES)
   local product = pick(PRODUCTS)
   local identity = '{"' .. visitor.ip .. '":3,"' .. visitor.ua .. '":4,"' .. visitor.visit .. '":2'
   local data = '"origin":"web","Referer":"' .. pick(REFERRERS) .. '"'
-  if kind == "purchase" then
+  if with_email or kind == "purchase" then
     identity = identity .. ',"' .. visitor.email .. '":1'
+  end
+  if kind == "purchase" then
     order_seq = order_seq + 1
     local amount = format("%.2f", 19 + random() * 480)
-    data = data .. ',"order_id":"bench-' .. cfg.seed .. "-" .. tid .. "-" .. order_seq .. "-" .. hex32()
+    -- Unique: the run's seed, the wrk process (phase), the thread, a counter and a random part.
+    data = data .. ',"order_id":"bench-' .. cfg.seed .. "-" .. cfg.phase .. tid .. "-" .. order_seq .. "-" .. hex32()
       .. '","currency":"EUR","amount":"' .. amount .. '","ITEM1":"' .. product[1]
       .. '","AMT1":"' .. amount .. '","QTY1":"1"'
   elseif kind ~= "pageview" then
@@ -275,25 +298,82 @@ local function tracify_event(visitor, kind, stamp)
     .. stamp .. '","type":"' .. kind .. '","data":{' .. data .. "}}"
 end
 
-local function tracify_request()
-  tracify_sent = tracify_sent + 1
-  local stamp = os.date("!%Y-%m-%d %H:%M:%S")
-  local first, second = tracify_visitor(), tracify_visitor()
-  local last = random() < 0.5 and "purchase" or "pageview"
-  local events = {
-    tracify_event(first, "pageview", stamp), tracify_event(first, "productview", stamp),
-    tracify_event(first, "addtocart", stamp), tracify_event(second, "pageview", stamp),
-    tracify_event(second, last, stamp),
-  }
+local function tracify_post(events)
   local headers = "Content-Type: application/json\r\nUser-Agent: acme-shop-backend/2.3\r\nX-API-Key: "
     .. cfg.tracify_key .. "\r\n"
   return http_request("POST", "/tracify/events", headers, '{"events":[' .. concat(events, ",") .. "]}")
 end
 
+local function tracify_request()
+  tracify_sent = tracify_sent + 1
+  local stamp = os.date("!%Y-%m-%d %H:%M:%S")
+  local first, second = tracify_visitor(), tracify_visitor()
+  local last = random() < 0.5 and "purchase" or "pageview"
+  return tracify_post({
+    tracify_event(first, "pageview", stamp), tracify_event(first, "productview", stamp),
+    tracify_event(first, "addtocart", stamp), tracify_event(second, "pageview", stamp),
+    tracify_event(second, last, stamp),
+  })
+end
+
+-- k distinct known people (a partial Fisher-Yates shuffle of people_order).
+local function draw_people(k)
+  local chosen = {}
+  for j = 1, k do
+    local r = random(j, n_people)
+    people_order[j], people_order[r] = people_order[r], people_order[j]
+    chosen[j] = people[people_order[j]]
+  end
+  return chosen
+end
+
+-- A shop backend's batch of known people: tracify_events events naming tracify_people people,
+-- interleaved as they happened (each person's steps in TRACIFY_STEPS order), every event with the
+-- person's email and visit hashes.
+local function tracify_people_request()
+  tracify_sent = tracify_sent + 1
+  local stamp = os.date("!%Y-%m-%d %H:%M:%S")
+  local chosen = draw_people(cfg.tracify_people)
+  local last = {}
+  for j = 1, cfg.tracify_people do
+    last[j] = random() < cfg.tracify_purchase_share and "purchase" or "pageview"
+  end
+  local events, n = {}, 0
+  for step = 1, cfg.tracify_events / cfg.tracify_people do
+    local kind = TRACIFY_STEPS[(step - 1) % #TRACIFY_STEPS + 1]
+    for j = 1, cfg.tracify_people do
+      n = n + 1
+      events[n] = tracify_event(chosen[j], kind == "last" and last[j] or kind, stamp, true)
+    end
+  end
+  return tracify_post(events)
+end
+
+-- Preload: people unit * preload_batch + 1 ... (file order, wrapping), one pageview each.
+local function tracify_preload_request(unit)
+  tracify_sent = tracify_sent + 1
+  local stamp = os.date("!%Y-%m-%d %H:%M:%S")
+  local events = {}
+  for j = 1, cfg.preload_batch do
+    events[j] = tracify_event(people[(unit * cfg.preload_batch + j - 1) % n_people + 1], "pageview", stamp, true)
+  end
+  return tracify_post(events)
+end
+
 -- --- Tracktor: GET /track?sid&id&action&data --------------------------------------------------
 
-local function tracktor_request()
+local function tracktor_get(person, action)
   tracktor_sent = tracktor_sent + 1
+  local data = '{"page":"' .. pick(PAGES)[1] .. '","ms":' .. random(1, 60000) .. ',"plan":"trial"}'
+  local path = "/track?sid=" .. urlencode(cfg.tracktor_source) .. "&id=" .. urlencode(person)
+    .. "&action=" .. action .. "&data=" .. urlencode(data)
+  return http_request("GET", path, "User-Agent: " .. pick(USER_AGENTS) .. "\r\nAccept: application/json\r\n")
+end
+
+local function tracktor_request()
+  if n_people > 0 then
+    return tracktor_get(people[random(1, n_people)].tracktor, pick(TRACKTOR_ACTIONS))
+  end
   local person
   if n_tracktor_pool < MIN_POOL or random() < NEW_SHARE then
     if random() < 0.6 then
@@ -308,10 +388,38 @@ local function tracktor_request()
   else
     person = tracktor_pool[random(1, n_tracktor_pool)]
   end
-  local data = '{"page":"' .. pick(PAGES)[1] .. '","ms":' .. random(1, 60000) .. ',"plan":"trial"}'
-  local path = "/track?sid=" .. urlencode(cfg.tracktor_source) .. "&id=" .. urlencode(person)
-    .. "&action=" .. pick(TRACKTOR_ACTIONS) .. "&data=" .. urlencode(data)
-  return http_request("GET", path, "User-Agent: " .. pick(USER_AGENTS) .. "\r\nAccept: application/json\r\n")
+  return tracktor_get(person, pick(TRACKTOR_ACTIONS))
+end
+
+-- --- InSend: POST /watch/event, view_product of a known visitor or guest ---------------------
+
+local function insend_request(person)
+  insend_sent = insend_sent + 1
+  local page, product = pick(PAGES), pick(PRODUCTS)
+  local data = '{"type":"view_product","url":"' .. ORIGIN .. page[1] .. '","domain":"shop.acme-outdoor.example",'
+    .. '"path":"' .. page[1] .. '","title":"' .. page[2] .. '","referrer":"' .. pick(REFERRERS) .. '",'
+    .. '"properties":{"product_id":"SKU-' .. random(10000, 99999) .. '","product_name":"' .. product[1]
+    .. '","category":"' .. product[2] .. '","price":' .. format("%.2f", 19 + random() * 480) .. "}}"
+  local body = "app_key=" .. urlencode(cfg.insend_source) .. "&" .. person.insend_field .. "="
+    .. urlencode(person.insend_uid) .. "&data=" .. urlencode(data)
+  local headers = "Content-Type: application/x-www-form-urlencoded\r\nUser-Agent: " .. pick(USER_AGENTS)
+    .. "\r\nOrigin: " .. ORIGIN .. "\r\n"
+  return http_request("POST", "/watch/event", headers, body)
+end
+
+-- --- the preload pass (preload=...): every known person once ---------------------------------
+
+local function preload_request()
+  preload_sent = preload_sent + 1
+  local unit = (preload_sent - 1) * cfg.threads + (tid - 1) -- 0-based, across the threads
+  if cfg.preload == "tracify" then
+    return tracify_preload_request(unit)
+  end
+  local person = people[unit % n_people + 1]
+  if cfg.preload == "tracktor" then
+    return tracktor_get(person.tracktor, "page_view")
+  end
+  return insend_request(person)
 end
 
 -- --- wrk hooks ------------------------------------------------------------------------------
@@ -336,11 +444,35 @@ function init(args)
   cfg.seed = tonumber(cfg.seed or "1")
   cfg.tracify_share = tonumber(cfg.tracify_share or "0")
   cfg.tracktor_share = tonumber(cfg.tracktor_share or "0")
-  if cfg.tracify_share > 0 and not (cfg.tracify_source and cfg.tracify_key) then
-    error("tracify_share needs tracify_source and tracify_key")
+  cfg.insend_share = tonumber(cfg.insend_share or "0")
+  cfg.threads = tonumber(cfg.threads or "1")
+  cfg.phase = cfg.preload and "p" or "m"
+  cfg.tracify_people = tonumber(cfg.tracify_people or "10")
+  cfg.tracify_events = tonumber(cfg.tracify_events or "50")
+  cfg.tracify_purchase_share = tonumber(cfg.tracify_purchase_share or "0.2")
+  cfg.preload_batch = tonumber(cfg.preload_batch or "50")
+  if (cfg.tracify_share > 0 or cfg.preload == "tracify") and not (cfg.tracify_source and cfg.tracify_key) then
+    error("Tracify requests need tracify_source and tracify_key")
   end
-  if cfg.tracktor_share > 0 and not cfg.tracktor_source then
-    error("tracktor_share needs tracktor_source")
+  if (cfg.tracktor_share > 0 or cfg.preload == "tracktor") and not cfg.tracktor_source then
+    error("Tracktor requests need tracktor_source")
+  end
+  if cfg.insend_share > 0 or cfg.preload == "insend" then
+    if not (cfg.insend_source and cfg.people_file) then
+      error("InSend requests need insend_source and people_file")
+    end
+    -- Tracktor and InSend both answer {"profile":{"id":...}} alone: one run may send one of them.
+    if cfg.tracktor_share > 0 or cfg.preload == "tracktor" then
+      error("a run sends Tracktor or InSend requests, not both: their answers look alike")
+    end
+    profile_only_dialect = "insend"
+  end
+  if cfg.preload and not (cfg.people_file and (cfg.preload == "tracify" or cfg.preload == "tracktor"
+      or cfg.preload == "insend")) then
+    error("preload=tracify|tracktor|insend needs people_file")
+  end
+  if cfg.tracify_events % cfg.tracify_people ~= 0 then
+    error("tracify_events must be a multiple of tracify_people")
   end
   math.randomseed(cfg.seed * 1000003 + tid * 7919 + floor(clock(CLOCK_REALTIME) * 1000) % 1000000)
   host_header = wrk.host .. ":" .. (wrk.port or "80")
@@ -353,6 +485,23 @@ function init(args)
         remember_visit(pid, key)
         known[pid] = true
       end
+    end
+  end
+  if cfg.people_file and cfg.people_file ~= "" then
+    for line in io.lines(cfg.people_file) do
+      local _, tracktor, field, uid, email, visit, ip, ua =
+        line:match("^(%d+) (%S+) (%S+) (%S+) (%x+) (%x+) (%x+) (%x+)$")
+      if tracktor then
+        n_people = n_people + 1
+        people[n_people] = {
+          tracktor = tracktor, insend_field = field, insend_uid = uid,
+          email = email, visit = visit, ip = ip, ua = ua,
+        }
+        people_order[n_people] = n_people
+      end
+    end
+    if n_people < cfg.tracify_people then
+      error("people_file holds " .. n_people .. " people, fewer than tracify_people")
     end
   end
   if cfg.read_file and cfg.read_file ~= "" then
@@ -386,6 +535,11 @@ function delay()
   end
   if after_response then
     held = held + 1
+  else
+    -- A held connection reconnecting: the server closed it while it was idle. (A connection whose
+    -- request failed would reconnect here too, but then the thread can never drain, and
+    -- bench/run.py says so.)
+    idle_closes = idle_closes + 1
   end
   if held >= cfg.connections and drained == 0 then
     drained = 1
@@ -413,11 +567,16 @@ function request()
       .. (cfg.read_limit or "100")
     return http_request("GET", path, "Authorization: Bearer " .. cfg.admin_token .. "\r\nAccept: application/json\r\n")
   end
+  if cfg.preload then
+    return preload_request()
+  end
   local draw = random()
   if draw < cfg.tracify_share then
-    return tracify_request()
+    return n_people > 0 and tracify_people_request() or tracify_request()
   elseif draw < cfg.tracify_share + cfg.tracktor_share then
     return tracktor_request()
+  elseif draw < cfg.tracify_share + cfg.tracktor_share + cfg.insend_share then
+    return insend_request(people[random(1, n_people)])
   end
   return tracardi_request()
 end
@@ -460,8 +619,14 @@ function response(code, headers, body)
           fresh[n_fresh] = pid
         end
       elseif body:find('"profile":{"id":"', 1, true) then
-        tracktor_ok = tracktor_ok + 1
-        tracktor_events = tracktor_events + 1
+        -- Tracktor's /track and InSend's view_product store one event per 2xx.
+        if profile_only_dialect == "insend" then
+          insend_ok = insend_ok + 1
+          insend_events = insend_events + 1
+        else
+          tracktor_ok = tracktor_ok + 1
+          tracktor_events = tracktor_events + 1
+        end
       else
         unreadable = unreadable + 1
         sample("unreadable 2xx body: " .. body)
@@ -477,7 +642,8 @@ end
 local COUNTERS = {
   "sent", "responses", "ok", "held", "unreadable", "reads_ok",
   "tracardi_ok", "tracardi_events", "tracify_ok", "tracify_events", "tracktor_ok", "tracktor_events",
-  "new_visitor", "new_session", "returning", "tracify_sent", "tracktor_sent", "drained",
+  "insend_ok", "insend_events", "idle_closes",
+  "new_visitor", "new_session", "returning", "tracify_sent", "tracktor_sent", "insend_sent", "drained",
 }
 
 function done(summary, latency, requests)

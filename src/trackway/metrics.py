@@ -22,7 +22,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: The ``dialect`` label of ``trackway_requests_total``: a tracker dialect, the browser
-#: tracker script (``GET /tracker``), the admin and read API, or anything else.
+#: tracker script (``GET /tracker`` or ``/tracker/liliput.min.js``), the admin and read API,
+#: or anything else.
 REQUEST_DIALECTS: Final = ("tracardi", "tracktor", "insend", "tracify", "tracker", "api", "other")
 #: Ingest batches per committed transaction: 1 without group commit, more with it.
 BATCH_SIZE_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -128,7 +129,7 @@ def request_dialect(method: str, path: str, content_type: str) -> str:
         return "insend"
     if path == "/tracify/events":
         return "tracify"
-    if path == "/tracker":
+    if path in ("/tracker", "/tracker/liliput.min.js"):
         return "tracker"
     if path == "/api" or path.startswith("/api/"):
         return "api"

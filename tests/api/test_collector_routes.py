@@ -18,6 +18,7 @@ COLLECTOR_OPERATIONS = {
     ("/watch/event", "post"),
     ("/tracify/events", "post"),
     ("/tracker", "get"),
+    ("/tracker/liliput.min.js", "get"),
 }
 
 

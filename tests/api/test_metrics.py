@@ -126,6 +126,7 @@ def test_each_app_has_its_own_registry() -> None:
         ("POST", "/watch/event", "application/x-www-form-urlencoded", "insend"),
         ("POST", "/tracify/events", "application/json", "tracify"),
         ("GET", "/tracker", "", "tracker"),
+        ("GET", "/tracker/liliput.min.js", "", "tracker"),
         ("GET", "/api/profiles/x", "", "api"),
         ("OPTIONS", "/track", "", "other"),
         ("GET", "/readyz", "", "other"),

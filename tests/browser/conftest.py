@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -116,14 +117,13 @@ class Trackway:
         return source_id, done.stderr[start:end]
 
 
-@pytest.fixture(scope="module")
-def trackway(chromium_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trackway]:
-    """``trackway serve`` on a free port, a temporary SQLite database, the demo on."""
-    tmp = tmp_path_factory.mktemp("trackway")
+@contextmanager
+def serve_trackway(tmp: Path, database_url: str) -> Iterator[Trackway]:
+    """``trackway serve`` on a free port and ``database_url``, the demo on; a tracardi source."""
     port = free_port()
     env = {
         **os.environ,
-        "TRACKWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'browser.db'}",
+        "TRACKWAY_DATABASE_URL": database_url,
         "TRACKWAY_ADMIN_TOKEN": ADMIN_TOKEN,
         "TRACKWAY_HOST": "127.0.0.1",
         "TRACKWAY_PORT": str(port),
@@ -160,11 +160,19 @@ def trackway(chromium_ready: None, tmp_path_factory: pytest.TempPathFactory) -> 
             process.wait()
 
 
+@pytest.fixture(scope="module")
+def trackway(chromium_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trackway]:
+    """``trackway serve`` on a temporary SQLite database."""
+    tmp = tmp_path_factory.mktemp("trackway")
+    with serve_trackway(tmp, f"sqlite+aiosqlite:///{tmp / 'browser.db'}") as server:
+        yield server
+
+
 class PageServer:
     """The customer's site: pages registered by the tests, on another origin than Trackway."""
 
     def __init__(self) -> None:
-        self.pages: dict[str, bytes] = {}
+        self.pages: dict[str, tuple[str, bytes]] = {}
         pages = self.pages
 
         class Handler(BaseHTTPRequestHandler):
@@ -175,7 +183,7 @@ class PageServer:
                     time.sleep(int(parse_qs(url.query).get("ms", ["500"])[0]) / 1000)
                     self._send(200, "image/png", PIXEL)
                 elif url.path in pages:
-                    self._send(200, "text/html; charset=utf-8", pages[url.path])
+                    self._send(200, *pages[url.path])
                 else:
                     self._send(404, "text/plain", b"not found")
 
@@ -195,8 +203,9 @@ class PageServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
-    def add(self, path: str, html: str) -> str:
-        self.pages[path] = html.encode()
+    def add(self, path: str, body: str | bytes, content_type: str = "text/html; charset=utf-8") -> str:
+        """Serve ``body`` at ``path`` (a page, or a script with its own content type)."""
+        self.pages[path] = (content_type, body.encode() if isinstance(body, str) else body)
         return f"{self.origin}{path}"
 
     def close(self) -> None:

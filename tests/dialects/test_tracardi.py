@@ -381,3 +381,123 @@ async def test_a_payload_without_events_resolves_a_profile_the_client_can_keep(
         1,
         0,
     )
+
+
+# --- Tracardi's own tracker (liliput.min.js): its payload as it leaves the browser -----------
+
+
+def liliput_payload(source_id: str, session: str, profile: str | None = None) -> dict[str, Any]:
+    """What Tracardi's ``liliput.min.js`` posts after a page load (../shared/vendor/tracardi)."""
+    page = {
+        "url": "https://shop.example/p/1?utm_source=news",
+        "path": "/p/1",
+        "hash": "",
+        "title": "Product 1",
+        "referer": {"host": None, "query": None},
+        "history": {"length": 1},
+    }
+    return {
+        "source": {"id": source_id},
+        "context": {
+            "time": {"local": "2026-12-02T06:18:01.950Z", "tz": "Europe/Berlin"},
+            "browser": {"local": {"browser": {"name": "chrome", "language": "de-DE"}}},
+            "screen": {"local": {"width": 1200, "height": 900, "orientation": "landscape-primary"}},
+            "utm": {"source": "news"},
+        },
+        "profile": {"id": profile} if profile else None,
+        "device": {"id": "0b6e9a64-5b8f-4d0b-9d33-5b0f2f7c2a10"},
+        "session": {"id": session},
+        "options": {},
+        "events": [
+            {
+                "time": {"create": "2026-12-02T06:18:02.068Z"},
+                "properties": {"product": "Sun glasses - Badoo", "price": 13.45},
+                "type": "purchase-order",
+                "context": {"page": page},
+            },
+            {
+                "time": {"create": "2026-12-02T06:18:02.069Z"},
+                "properties": {"Eletronics": ["Mobile phones", "Accessories"]},
+                "type": "interest",
+                "context": {"page": page},
+            },
+        ],
+    }
+
+
+async def test_tracardi_trackers_payload_with_time_objects(client, uow, tracardi_source) -> None:
+    first = await post(client, liliput_payload(SOURCE, session="tr-1"))
+    assert first.status_code == 200, first.text
+    # What the tracker reads: profile.id (it keeps it in tracardi-profile-id and __tr_pid).
+    profile_id = first.json()["profile"]["id"]
+    items = (await client.get(f"/api/profiles/{profile_id}/events", headers=ADMIN)).json()["items"]
+    assert [e["type"] for e in items] == ["purchase-order", "interest"]
+    # The event time is the object's `create`, in UTC.
+    assert [e["time"] for e in items] == [
+        "2026-12-02T06:18:02.068000+00:00",
+        "2026-12-02T06:18:02.069000+00:00",
+    ]
+    assert items[0]["properties"] == {"product": "Sun glasses - Badoo", "price": 13.45}
+    assert items[0]["context"]["page"]["path"] == "/p/1"
+    assert items[0]["context"]["time"] == {"local": "2026-12-02T06:18:01.950Z", "tz": "Europe/Berlin"}
+    # The page sits on each event's context: the visit still gets its landing page.
+    visit = (await client.get(f"/api/sessions/{first.json()['session']['id']}", headers=ADMIN)).json()
+    assert visit["context"]["landing_page"] == "https://shop.example/p/1?utm_source=news"
+    assert visit["context"]["utm"] == {"source": "news"}
+
+    # The next page load sends the profile id it was given: the same profile, the same visit.
+    again = (await post(client, liliput_payload(SOURCE, session="tr-1", profile=profile_id))).json()
+    assert again["profile"]["id"] == profile_id
+    assert again["session"]["id"] == first.json()["session"]["id"]
+    # A new session cookie: a new visit of the same profile.
+    later = (await post(client, liliput_payload(SOURCE, session="tr-2", profile=profile_id))).json()
+    assert later["profile"]["id"] == profile_id
+    assert (await client.get(f"/api/profiles/{profile_id}", headers=ADMIN)).json()["visits"] == 2
+    assert await count(uow, "events", profile_id=profile_id) == 6
+
+
+@pytest.mark.parametrize(
+    ("time", "stored"),
+    [
+        ({"create": "2026-12-02T07:18:02.068+01:00"}, "2026-12-02T06:18:02.068000+00:00"),
+        ({"create": "2026-12-02T06:18:02"}, "2026-12-02T06:18:02+00:00"),  # naive: taken as UTC
+        ({"insert": "2026-12-01T10:00:00Z"}, "2026-12-01T10:00:00+00:00"),  # Tracardi: create = insert
+        (
+            {"create": "2026-12-01T09:00:00Z", "insert": "2026-12-01T10:00:00Z", "process_time": 0.2},
+            "2026-12-01T09:00:00+00:00",
+        ),
+        ({"create": "2026-12-01T09:00:00Z", "unknown": [1]}, "2026-12-01T09:00:00+00:00"),
+        ({}, None),  # no time in it: the receive time
+        ({"create": None}, None),
+    ],
+)
+async def test_time_object_keys(client, tracardi_source, time: dict[str, Any], stored: str | None) -> None:
+    payload = tracker_payload(SOURCE, session="s-time", events=1)
+    payload["events"][0]["time"] = time
+    response = await post(client, payload)
+    assert response.status_code == 200, response.text
+    profile_id = response.json()["profile"]["id"]
+    item = (await client.get(f"/api/profiles/{profile_id}/events", headers=ADMIN)).json()["items"][0]
+    assert item["time"] == (stored or item["received_at"])
+
+
+@pytest.mark.parametrize(
+    ("time", "named"),
+    [
+        ({"create": "yesterday"}, "time.create"),
+        ({"create": {"at": 1}}, "time.create"),
+        ({"insert": "soon"}, "time.insert"),
+        ({"create": "2026-12-02T06:18:02Z", "process_time": "fast"}, "time.process_time"),
+    ],
+)
+async def test_malformed_time_object_is_422_naming_the_field(
+    client, uow, tracardi_source, time, named
+) -> None:
+    payload = tracker_payload(SOURCE, session="s-bad-time", events=2)
+    payload["events"][1]["time"] = time
+    response = await post(client, payload)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "events", 1, "time"]
+    assert error["msg"].startswith(f"{named}: ")
+    await assert_nothing_written(uow)

@@ -196,3 +196,32 @@ def test_cli_prints_the_snippet_for_a_tracardi_source_on_stderr(
     out, err = capsys.readouterr()
     assert json.loads(out)["dialect"] == "tracktor"
     assert "<script>" not in err
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+async def test_tracker_at_tracardis_loader_path_is_the_same_script(
+    client: httpx.AsyncClient, encoding: str
+) -> None:
+    """Tracardi's loader line asks for ``{script}/liliput.min.js``: the same script, same headers."""
+    headers = {"Accept-Encoding": encoding}
+    tracker = await client.get("/tracker", headers=headers)
+    liliput = await client.get("/tracker/liliput.min.js", headers=headers)
+    assert liliput.status_code == 200
+    assert liliput.content == TRACKER_JS
+    for name in (
+        "content-type",
+        "cache-control",
+        "etag",
+        "vary",
+        "x-content-type-options",
+        "content-encoding",
+    ):
+        assert liliput.headers.get(name) == tracker.headers.get(name), name
+    etag = liliput.headers["etag"]
+    again = await client.get("/tracker/liliput.min.js", headers={**headers, "If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == etag
+    assert again.headers["cache-control"] == "public, max-age=3600"
+    head = await client.head("/tracker/liliput.min.js", headers=headers)
+    assert head.status_code == 200 and head.headers["etag"] == etag and head.content == b""

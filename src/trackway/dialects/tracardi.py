@@ -14,7 +14,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
 
 from trackway.core.batch import EventIn, IngestBatch, SourceRef
 from trackway.dialects._common import (
@@ -45,6 +46,43 @@ class OptionalRefIn(_Ref):
     id: Key | None = None
 
 
+class TracardiTime(BaseModel):
+    """Tracardi's event ``time`` object (its ``EventTime``): ``{"create": "<ISO time>"}`` from its tracker.
+
+    ``create`` is when the event happened; Tracardi itself falls back to ``insert`` without it.
+    ``update``, ``process_time`` and ``total_time`` are Tracardi's own bookkeeping: checked for
+    their type as Tracardi would, then not kept. Other keys are ignored, as Tracardi does.
+    """
+
+    create: datetime | None = None
+    insert: datetime | None = None
+    update: datetime | None = None
+    process_time: float | None = None
+    total_time: float | None = None
+
+
+_TRACARDI_TIME = TypeAdapter(TracardiTime)
+
+
+def event_time(value: Any) -> Any:
+    """An event's ``time``: an ISO string (Trackway's tracker) or Tracardi's time object.
+
+    The object becomes its ``create`` time (else ``insert``, else none: the receive time); an
+    error inside it is a 422 on ``time`` whose message names the key, e.g. ``time.create: ...``.
+    """
+    if not isinstance(value, dict):
+        return value
+    try:
+        parsed = _TRACARDI_TIME.validate_python(value)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in ("time", *first["loc"]))
+        raise PydanticCustomError(
+            "time_object", "{where}: {msg}", {"where": where, "msg": first["msg"]}
+        ) from None
+    return parsed.create or parsed.insert
+
+
 class TrackerEvent(BaseModel):
     """One event of the tracker payload. ``id`` (sent by Trackway's tracker) deduplicates retries."""
 
@@ -55,7 +93,7 @@ class TrackerEvent(BaseModel):
     properties: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
-    time: datetime | None = None
+    time: Annotated[datetime | None, BeforeValidator(event_time)] = None
     tags: list[str] = Field(default_factory=list)
 
 
@@ -134,13 +172,16 @@ def to_batch(
     save_session = not payload.events or not all(
         e.options.get("saveSession") is False for e in payload.events
     )
+    # The visit's landing page: Trackway's tracker sends the page on the payload's context,
+    # Tracardi's own tracker on each event's.
+    first = deep_merge(payload.context, payload.events[0].context) if payload.events else payload.context
     batch = IngestBatch(
         source=source,
         meta=request_meta(request, masked=mask_ip),
         events=events,
         profile_hint=payload.profile.id if payload.profile else None,
         session_key=payload.session.id if payload.session else None,
-        session_context=session_context(payload.context),
+        session_context=session_context(first),
         save_session=save_session,
     )
     return batch, skipped

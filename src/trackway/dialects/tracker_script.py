@@ -1,5 +1,7 @@
 """Tracardi's browser side: ``GET /tracker`` serves the tracker script, ``snippet`` writes the snippet.
 
+The script is also at ``/tracker/liliput.min.js``, where Tracardi's own loader line asks for it.
+
 The snippet has seed 000's shape: the loader line first (``static/loader.js``), then
 ``const options = {tracker: {url: {script, api}, source: {id}}}``. The script is read once,
 when this module is imported, and answered from memory with a strong ETag, so browsers and
@@ -123,5 +125,17 @@ async def tracker_script(request: Request) -> Response:
     return Response(TRACKER.gzipped if gzipped else TRACKER.body, media_type=JS_MEDIA_TYPE, headers=headers)
 
 
+#: Where Tracardi's own loader line looks for the tracker: ``options.tracker.url.script`` plus
+#: ``/liliput.min.js`` (``http://host:8686/tracker`` asks for ``/tracker/liliput.min.js``). The
+#: same script, same headers: tracker.js also speaks to Tracardi's loader (``window.tracardi``).
+TRACARDI_LOADER_PATH = "/tracker/liliput.min.js"
+
+router.add_api_route(
+    TRACARDI_LOADER_PATH,
+    tracker_script,
+    methods=["GET"],
+    summary="The browser tracker script, where Tracardi's loader line asks for it",
+)
 # HEAD too (monitors, CDNs), kept out of the OpenAPI document where it would repeat GET.
-router.add_api_route("/tracker", tracker_script, methods=["HEAD"], include_in_schema=False)
+for _path in ("/tracker", TRACARDI_LOADER_PATH):
+    router.add_api_route(_path, tracker_script, methods=["HEAD"], include_in_schema=False)

@@ -2,6 +2,10 @@
  * Trackway browser tracker, served by `GET /tracker` and loaded by the snippet's loader line
  * (static/loader.js). It sends Tracardi's tracker payload (seed 001) to `POST /track`.
  *
+ * Tracardi's own snippet loads it too: Tracardi's loader line asks for `{script}/liliput.min.js`,
+ * which Trackway serves as this script, and keeps the page's early track() calls in a queue of
+ * its own, which it hands to `window.tracardi.default.track` once this script has loaded.
+ *
  * Shipped readable, as is: no build step. The README states its size minified and gzipped.
  *
  * What it promises the page (README "The browser tracker"):
@@ -14,9 +18,25 @@
 (() => {
   "use strict";
 
+  // The snippet's `options` (seed 000: a top-level `const`, readable by name from any script).
+  const pageOptions = () => {
+    try {
+      return typeof options === "object" && options ? options : null;
+    } catch (_) {
+      return null; // `options` declared further down the page and not yet initialised
+    }
+  };
+
+  // Who loaded this script. Trackway's loader leaves a stub with its queue (`q`) and the
+  // options (`o`). Tracardi's loader leaves `window.tracker.track` queueing into a private
+  // list, and `window.tracardi`; it waits for `window.tracardi.default` (initialised, with a
+  // track method), makes it `window.tracker` and replays its queue into it.
   const stub = window.tracker;
-  // Without the loader's stub there is no configuration; loaded twice, the first copy wins.
-  if (!stub || stub.ready) return;
+  const tracardi = window.tracardi;
+  const fromTracardi = !(stub && Array.isArray(stub.q));
+  // Without a stub or options there is no configuration; loaded twice, the first copy wins.
+  if (!stub && !pageOptions()) return;
+  if ((stub && stub.ready) || (tracardi && tracardi.default && tracardi.default.ready)) return;
 
   const SESSION_COOKIE = "trackway_session";
   const PROFILE_KEY = "trackway_profile";
@@ -39,7 +59,7 @@
     }
   };
 
-  const config = stub.o || {};
+  const config = (fromTracardi ? (pageOptions() || {}).tracker : stub.o) || {};
   const sourceId = config.source && config.source.id;
   const api = String((config.url && config.url.api) || "").replace(/\/+$/, "");
   const endpoint = `${api}/track`;
@@ -173,6 +193,24 @@
     schedule(0); // events tracked meanwhile have waited long enough
   };
 
+  // Tracardi's tracker calls window.onTracardiReady.call({tracker, helpers, context, config})
+  // after its first response; pages pasted from Tracardi may bind to it. Once, in a task of its
+  // own: a listener's error is the page's business.
+  let tracardiTracker = null; // window.tracardi.default, when Tracardi's loader brought this script
+  let readyCalled = !fromTracardi;
+  const tracardiReady = (answer) => {
+    const ready = window.onTracardiReady;
+    readyCalled = true;
+    if (!ready || typeof ready.call !== "function" || !tracardiTracker) return;
+    const params = {
+      tracker: tracardiTracker,
+      helpers: tracardiTracker.plugins.tracardi,
+      context: answer,
+      config: pageOptions(),
+    };
+    setTimeout(() => ready.call(params), 0);
+  };
+
   const accept = (answer) => {
     const id = answer && answer.profile && answer.profile.id;
     // Seed 001: the response names the profile to keep; a different one (a merge, a profile
@@ -183,6 +221,7 @@
     } catch (_) {
       // a listener's error is the page's business, not a failed request
     }
+    if (!readyCalled) tracardiReady(answer);
   };
 
   const send = async (batch, tries) => {
@@ -290,20 +329,35 @@
     }
   };
 
-  if (!sourceId || !api) {
+  const configured = Boolean(sourceId && api);
+  if (!configured) {
     report("config", "options.tracker.source.id and options.tracker.url.api are required; nothing is sent.");
-    stub.track = () => {};
-    stub.ready = true;
-    return;
   }
+  const trackCall = configured ? (type, properties, options) => track(type, properties, options) : () => {};
 
-  // Replace the stub's methods on the same object (the page may hold a reference to it),
-  // then replay what was queued before this script arrived, with the times it was tracked.
-  const queued = stub.q || [];
-  stub.track = (type, properties, options) => track(type, properties, options);
-  stub.profileId = getProfile;
-  stub.ready = true;
-  for (const [args, at] of queued.splice(0)) track(args[0], args[1], args[2], at);
+  if (fromTracardi) {
+    // What Tracardi's loader checks before it hands over its queue (and, not configured, a
+    // tracker that drops the calls: the one message above is all that is said).
+    tracardiTracker = {
+      track: trackCall,
+      profileId: getProfile,
+      ready: true,
+      getState: () => ({ plugins: { tracardi: { initialized: true, enabled: true } } }),
+      plugins: { tracardi: { track: trackCall } },
+    };
+    if (!tracardi || typeof tracardi !== "object") window.tracardi = {};
+    window.tracardi.default = tracardiTracker;
+    if (!stub) window.tracker = tracardiTracker; // loaded without the loader line: nothing else will
+  } else {
+    // Replace the stub's methods on the same object (the page may hold a reference to it),
+    // then replay what was queued before this script arrived, with the times it was tracked.
+    const queued = stub.q.splice(0);
+    stub.track = trackCall;
+    stub.profileId = getProfile;
+    stub.ready = true;
+    if (configured) for (const [args, at] of queued) track(args[0], args[1], args[2], at);
+  }
+  if (!configured) return;
 
   if (!loaded) {
     window.addEventListener("load", () => {
