@@ -132,8 +132,12 @@ class IngestBatch:
     visit_key: str | None = None
     visit_timeout: int = 1800
     traits: TraitsPatch = field(default_factory=TraitsPatch)
-    #: Identities to detach from the profile (an email set to null).
+    #: Identities to detach from the profile.
     unlink: list[IdentityRef] = field(default_factory=list)
+    #: The trait that holds the person's email, mirrored as the global email identity: when
+    #: the batch's patch replaces or removes it, the address it held is unlinked from the
+    #: profile, inside the transaction (so a corrected typo cannot later pull a stranger in).
+    email_trait: str | None = None
     #: True: the request names an identified person; None: says nothing about it.
     identified: bool | None = None
     merges: list[MergeRequest] = field(default_factory=list)

@@ -38,6 +38,7 @@ from trackway.core import carts as cart_rules
 from trackway.core import events as event_store
 from trackway.core import sessions as session_store
 from trackway.core.batch import IdentityRef, IngestBatch, IngestResult
+from trackway.core.identity import email_sha256
 from trackway.core.merge import merge_profiles
 from trackway.db.group_store import GroupStore, ProfileRow, store_for
 from trackway.db.rows import CartRow, EventColumns, IdentityLink, NewProfile, NewSession, Seen
@@ -257,7 +258,9 @@ class GroupWrite:
         profile, resolved_by, linked, session_id, session_created = await self._resolve(index, merged)
         profile = await self._link(batch, profile, linked, merged)
         for ref in batch.unlink:
-            self._unlink(ref, profile.id)
+            await self._unlink(ref, profile.id)
+        if batch.email_trait is not None:
+            await self._follow_email(batch, batch.email_trait, profile)
         now = batch.meta.received_at
         profile.see(now)
         if session_id is None and batch.session_key is not None and batch.save_session:
@@ -387,16 +390,7 @@ class GroupWrite:
         hits racing in other transactions end on one: the loser's group is written again."""
         batch = self.batches[index]
         now = batch.meta.received_at
-        profile = _Profile(
-            id=str(uuid.uuid4()),
-            traits={},
-            anonymous=not bool(batch.identified),
-            created_at=now,
-            new=True,
-            made_by=index,
-        )
-        profile.see(now)
-        self.profiles[profile.id] = profile
+        profile = self._new_profile(batch, made_by=index)
         if batch.identities:
             ref = next((r for r in batch.identities if r.strong), batch.identities[0])
             self._plan_link(ref, profile.id, now, must_win=True)
@@ -406,6 +400,20 @@ class GroupWrite:
             session_id = self._open_session(index, profile.id, batch.session_key, now, None)
             return profile, "new", linked, session_id, True
         return profile, "new", linked, None, False
+
+    def _new_profile(self, batch: IngestBatch, *, made_by: int) -> _Profile:
+        now = batch.meta.received_at
+        profile = _Profile(
+            id=str(uuid.uuid4()),
+            traits={},
+            anonymous=not bool(batch.identified),
+            created_at=now,
+            new=True,
+            made_by=made_by,
+        )
+        profile.see(now)
+        self.profiles[profile.id] = profile
+        return profile
 
     async def _link(
         self, batch: IngestBatch, profile: _Profile, linked: set[IdentityRef], merged: list[str]
@@ -433,9 +441,26 @@ class GroupWrite:
         if must_win:
             self.pending.must_win.add(key)
 
-    def _unlink(self, ref: IdentityRef, profile_id: str) -> None:
+    async def _follow_email(self, batch: IngestBatch, name: str, profile: _Profile) -> None:
+        """The email trait changes: the address it held no longer names this profile."""
+        if name in batch.traits.set:
+            new = batch.traits.set[name]
+        elif name in batch.traits.remove:
+            new = None
+        else:
+            return
+        old = profile.traits.get(name)
+        if not isinstance(old, str) or not old:
+            return
+        if isinstance(new, str) and email_sha256(new) == email_sha256(old):
+            return
+        await self._unlink(IdentityRef("email_sha256", email_sha256(old)), profile.id)
+
+    async def _unlink(self, ref: IdentityRef, profile_id: str) -> None:
         """Detach ``ref`` from ``profile_id`` (and only from it: another owner keeps its key)."""
         key = _key(ref)
+        if key not in self.identities:
+            self.identities.update(await self.store.identity_owners([key]) or {key: None})
         if self.identities.get(key) != profile_id:
             return
         self.identities[key] = None
@@ -569,15 +594,7 @@ class GroupWrite:
         merged: list[str] = []
         dest_profile = await self._owner(dest)
         if dest_profile is None:
-            dest_profile = _Profile(
-                id=str(uuid.uuid4()),
-                traits={},
-                anonymous=not bool(batch.identified),
-                created_at=now,
-                new=True,
-            )
-            dest_profile.see(now)
-            self.profiles[dest_profile.id] = dest_profile
+            dest_profile = self._new_profile(batch, made_by=-1)  # not the batch's own: its alias's
             self._plan_link(dest, dest_profile.id, now, must_win=True)
         src_profile = await self._owner(src)
         if src_profile is None:
@@ -683,15 +700,14 @@ class GroupWrite:
             for key, row in (await self.store.stored_events(source_id, keys)).items():
                 found[(source_id, key)] = row[0]
         for index, source_id, key, event_id in late:
-            outcome = self.outcomes[index] or self._deciding(index)
+            outcome = self.outcomes[index]
+            if outcome is None:  # a merge, the only write before the end, comes before any event
+                raise RuntimeError(f"batch {index}'s events were written before it was decided")
             position = outcome.event_ids.index(event_id)
             del outcome.event_ids[position]
             del outcome.keys[position]
             outcome.duplicates.append(found[(source_id, str(key))])
             self.planned_keys[(source_id, str(key))] = found[(source_id, str(key))]
-
-    def _deciding(self, index: int) -> _Outcome:
-        raise LostRace(f"batch {index}'s event was stored meanwhile while it was being decided")
 
     def _result(self, outcome: _Outcome) -> IngestResult:
         return IngestResult(

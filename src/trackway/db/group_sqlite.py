@@ -21,12 +21,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from trackway import jsonutil
-from trackway.db.group_store import GroupStoreBase
+from trackway.db.group_store import GroupStoreBase, chunks
 from trackway.db.rows import EventColumns, NewProfile, NewSession, ProfileRow, Seen
 
 #: SQLite allows 32,766 bound values a statement; events have ten columns, sessions eight.
 _EVENTS_PER_STATEMENT = 3000
 _SESSIONS_PER_STATEMENT = 4000
+_KEYS_PER_STATEMENT = 20000
 
 
 def sqlite_time(value: datetime) -> str:
@@ -83,10 +84,10 @@ class SqliteGroupStore(GroupStoreBase):
         conn = await self._driver()
         found: dict[str, ProfileRow] = {}
         owners: dict[str, str] = {}
-        if profile_ids:
+        for ids in chunks(profile_ids, _KEYS_PER_STATEMENT):
             sql = (
                 "SELECT id, merged_into, traits, anonymous, created_at FROM profiles "
-                f"WHERE id IN ({_placeholders(len(profile_ids))})"
+                f"WHERE id IN ({_placeholders(len(ids))})"
             )
             for pid, merged_into, traits, anonymous, created_at in await conn.execute_fetchall(
                 sql, profile_ids
@@ -94,9 +95,9 @@ class SqliteGroupStore(GroupStoreBase):
                 found[pid] = ProfileRow(
                     pid, merged_into, jsonutil.loads(traits), bool(anonymous), _from_sqlite_time(created_at)
                 )
-        if session_ids:
-            sql = f"SELECT id, profile_id FROM sessions WHERE id IN ({_placeholders(len(session_ids))})"
-            for sid, owner in await conn.execute_fetchall(sql, session_ids):
+        for ids in chunks(session_ids, _KEYS_PER_STATEMENT):
+            sql = f"SELECT id, profile_id FROM sessions WHERE id IN ({_placeholders(len(ids))})"
+            for sid, owner in await conn.execute_fetchall(sql, ids):
                 owners[sid] = owner
         return found, owners
 

@@ -9,10 +9,12 @@ identity, changing traits or carts send are shared here, through SQLAlchemy.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import bindparam, delete, select, tuple_, update
+from sqlalchemy import bindparam, delete, select, text, tuple_, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.db import statements
@@ -21,6 +23,7 @@ from trackway.db.rows import CartRow, EventColumns, IdentityLink, NewProfile, Ne
 from trackway.db.sql import upsert
 
 Key = tuple[str, str, str]
+T = TypeVar("T")
 
 
 class GroupStore(Protocol):
@@ -128,6 +131,36 @@ _UPDATE_PROFILE = (
 )
 
 
+_KEY = ("scope", "kind", "value")
+#: Five values a row, well under SQLite's 32,766 a statement.
+_LINKS_PER_STATEMENT = 2000
+#: Up to three values a key.
+_KEYS_PER_STATEMENT = 5000
+
+
+def chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    """``items`` in slices of at most ``size``: statements with a bound value per item stay
+    under SQLite's limit (PostgreSQL's statements here take arrays, one slice)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+#: Identities linked in one statement of fixed text on PostgreSQL, in key order (so two groups
+#: linking the same keys queue on them in one order); the ones inserted come back.
+_PG_LINK = text(
+    """
+    INSERT INTO identities (scope, kind, value, profile_id, created_at)
+    SELECT scope, kind, value, profile_id, created_at
+    FROM unnest(CAST(:scopes AS varchar[]), CAST(:kinds AS varchar[]), CAST(:keys AS varchar[]),
+                CAST(:profiles AS varchar[]), CAST(:ats AS timestamptz[]))
+         AS i(scope, kind, value, profile_id, created_at)
+    ORDER BY scope, kind, value
+    ON CONFLICT (scope, kind, value) DO NOTHING
+    RETURNING scope, kind, value
+    """
+)
+
+
 class GroupStoreBase:
     """What both stores share: the driver connection under SQLAlchemy's, and the statements
     that only groups naming people by identity, or changing traits or carts, send."""
@@ -157,7 +190,9 @@ class GroupStoreBase:
             }
             rows = (await self._db.execute(statements.PG_IDENTITY_OWNERS, params)).all()
         else:
-            rows = (await self._db.execute(statements.IDENTITY_OWNERS, {"refs": keys})).all()
+            rows = []
+            for chunk in chunks(keys, _KEYS_PER_STATEMENT):  # SQLite's bound-value limit
+                rows.extend((await self._db.execute(statements.IDENTITY_OWNERS, {"refs": chunk})).all())
         return {(row.scope, row.kind, row.value): row.profile_id for row in rows}
 
     async def latest_visits(
@@ -167,7 +202,11 @@ class GroupStoreBase:
             return {}
         latest: dict[tuple[str, str, str], tuple[str, datetime]] = {}
         # Newest first: the first row of each (source, key, profile) is its latest visit.
-        for row in await self._db.execute(_LATEST_VISIT_ROWS, {"keys": keys}):
+        rows = []
+        for chunk in chunks(keys, _KEYS_PER_STATEMENT):
+            rows.extend(await self._db.execute(_LATEST_VISIT_ROWS, {"keys": chunk}))
+        rows.sort(key=lambda row: row.started_at, reverse=True)
+        for row in rows:
             latest.setdefault((row.source_id, row.visit_key, row.profile_id), (row.id, row.last_event_at))
         return latest
 
@@ -176,8 +215,11 @@ class GroupStoreBase:
     ) -> dict[str, tuple[str, str | None, str | None]]:
         if not keys:
             return {}
-        rows = await self._db.execute(_STORED, {"source_id": source_id, "keys": keys})
-        return {row.dedup_key: (row.id, row.profile_id, row.session_id) for row in rows}
+        found: dict[str, tuple[str, str | None, str | None]] = {}
+        for chunk in chunks(keys, _KEYS_PER_STATEMENT):
+            for row in await self._db.execute(_STORED, {"source_id": source_id, "keys": chunk}):
+                found[row.dedup_key] = (row.id, row.profile_id, row.session_id)
+        return found
 
     async def cart_items(self, profile_id: str, source_id: str) -> list[dict[str, Any]]:
         params = {"profile_id": profile_id, "source_id": source_id}
@@ -192,18 +234,39 @@ class GroupStoreBase:
         await self._db.execute(_UNLINK, params)
 
     async def link_identities(self, links: list[IdentityLink]) -> set[Key]:
-        inserted: set[Key] = set()
-        stmt = statements.link_identity(self._dialect)
-        for link in links:  # few per group; each answers whether it inserted
-            values = {
-                "scope": link.scope,
-                "kind": link.kind,
-                "value": link.value,
-                "profile_id": link.profile_id,
-                "created_at": link.created_at,
+        if not links:
+            return set()
+        if self._dialect == "postgresql":
+            params = {
+                "scopes": [link.scope for link in links],
+                "kinds": [link.kind for link in links],
+                "keys": [link.value for link in links],
+                "profiles": [link.profile_id for link in links],
+                "ats": [link.created_at for link in links],
             }
-            if (await self._db.execute(stmt, values)).first() is not None:
-                inserted.add(link.key)
+            rows = await self._db.execute(_PG_LINK, params)
+            inserted = {(row.scope, row.kind, row.value) for row in rows}
+        else:
+            inserted = set()
+            for start in range(0, len(links), _LINKS_PER_STATEMENT):  # SQLite's bound-value limit
+                chunk = links[start : start + _LINKS_PER_STATEMENT]
+                values = [
+                    {
+                        "scope": k.scope,
+                        "kind": k.kind,
+                        "value": k.value,
+                        "profile_id": k.profile_id,
+                        "created_at": k.created_at,
+                    }
+                    for k in chunk
+                ]
+                stmt = (
+                    sqlite.insert(identities)
+                    .values(values)
+                    .on_conflict_do_nothing(index_elements=list(_KEY))
+                    .returning(identities.c.scope, identities.c.kind, identities.c.value)
+                )
+                inserted.update((row.scope, row.kind, row.value) for row in await self._db.execute(stmt))
         return {link.key for link in links} - inserted
 
     async def update_profiles(self, rows: list[tuple[str, dict[str, Any], bool, datetime]]) -> None:

@@ -604,6 +604,8 @@ def to_batch(call: Call, source: SourceRef, meta: RequestMeta, visit_timeout: in
         visit_timeout=visit_timeout,
         session_context=session_context(call.data),
         traits=TraitsPatch(set=call.traits),
+        # visitor_info's email is the global email identity: a new one unlinks the old address.
+        email_trait="email",
         cart=effect.cart,
     )
 
