@@ -55,7 +55,7 @@ def tracker_payload(
 
 
 def plain_batch(source_id: str, session: str, profile: str | None = None) -> Any:
-    """A batch the bulk path takes: one page view with a fresh event id, a session, maybe a profile id."""
+    """A plain Tracardi batch: one page view with a fresh event id, a session, maybe a profile id."""
     from datetime import UTC, datetime
 
     from trackway.core.batch import EventIn, IngestBatch, RequestMeta, SourceRef

@@ -17,6 +17,7 @@ from trackway.api import errors as api_errors
 from trackway.api import metrics as metrics_api
 from trackway.api import sources as sources_api
 from trackway.core.group_commit import GroupCommitWriter
+from trackway.core.ingest import DirectWriter, Writer
 from trackway.core.sessions import describe_device
 from trackway.core.sources import SourceDirectory
 from trackway.db.engine import make_engine
@@ -53,28 +54,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         uow = SqlUnitOfWork(engine)
         if settings.metrics:
             uow.observer = app.state.metrics
-        app.state.services = AppServices(
-            settings=settings,
-            engine=engine,
-            uow=uow,
-            sources=SourceDirectory(uow, settings.source_cache_seconds),
-        )
+        writer: Writer
         if settings.group_commit:
-            uow.group_writer = GroupCommitWriter(
+            group_writer = GroupCommitWriter(
                 uow,
                 window=settings.group_commit_window_ms / 1000,
                 max_batches=settings.group_commit_max_batches,
                 in_flight=settings.group_commit_in_flight,
             )
-            uow.group_writer.start()
+            group_writer.start()
+            writer = group_writer
+        else:
+            writer = DirectWriter(uow)
+        app.state.services = AppServices(
+            settings=settings,
+            engine=engine,
+            uow=uow,
+            sources=SourceDirectory(uow, settings.source_cache_seconds),
+            writer=writer,
+        )
         # ua-parser compiles its rules on first use (~0.1 s): pay it before the first visitor.
         await asyncio.to_thread(describe_device, "Mozilla/5.0")
         try:
             with gc_thresholds(settings.gc_gen0_threshold):
                 yield
         finally:
-            if uow.group_writer is not None:
-                await uow.group_writer.close()  # drain: every queued batch is written first
+            await writer.close()  # drain: every queued batch is written first
             await engine.dispose()
 
     app = FastAPI(

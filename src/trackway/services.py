@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from trackway.core.ingest import Writer
 from trackway.core.sources import SourceDirectory
 from trackway.db.uow import SqlUnitOfWork
 from trackway.settings import Settings
@@ -19,6 +20,8 @@ class AppServices:
     engine: AsyncEngine
     uow: SqlUnitOfWork
     sources: SourceDirectory
+    #: Where requests' batches go: group commit, or a transaction per request.
+    writer: Writer
 
 
 async def _services(request: Request) -> AppServices:

@@ -20,15 +20,14 @@ from trackway.core.batch import (
     RequestMeta,
     SourceRef,
 )
-from trackway.core.bulk import is_bulk
-from trackway.core.group_commit import GroupCommitWriter, write_bulk, write_rest
-from trackway.core.ingest import ingest
+from trackway.core.group_commit import GroupCommitWriter, row_keys, write_group
+from trackway.core.ingest import in_transaction, ingest
 
 SOURCE = "3ee63fc6-490a-4fd8-bfb3-bf0c8c8d3387"
 
 
 def writer_of(app) -> GroupCommitWriter:
-    writer = app.state.services.uow.group_writer
+    writer = app.state.services.writer
     assert isinstance(writer, GroupCommitWriter)
     return writer
 
@@ -99,6 +98,33 @@ async def test_a_bad_batch_does_not_sink_its_group(app, uow, tracardi_source) ->
     assert await count(uow, "profiles") == 5
 
 
+async def test_a_request_of_several_batches_is_atomic_inside_a_group(app, uow, tracardi_source) -> None:
+    """A Tracify request (one batch per event) shares a group with others and stays atomic."""
+    writer = writer_of(app)
+
+    def batch(source: str, key: str) -> IngestBatch:
+        return IngestBatch(
+            source=SourceRef(source, "tracardi"),
+            meta=RequestMeta(received_at=datetime.now(UTC)),
+            identities=[IdentityRef("person", key, scope=source)],
+            session_key="s" if source != SOURCE else None,
+            events=[EventIn("e")],
+        )
+
+    good_request = [batch(SOURCE, f"g{i}") for i in range(4)]
+    bad_request = [batch(SOURCE, "b0"), batch("no-such-source", "b1")]  # the second violates a key
+    singles = [[batch(SOURCE, f"s{i}")] for i in range(6)]
+    outcomes = await asyncio.gather(
+        *(writer.write(r) for r in [good_request, *singles[:3], bad_request, *singles[3:]]),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[4], Exception)
+    assert [len(o) for i, o in enumerate(outcomes) if i != 4] == [4, 1, 1, 1, 1, 1, 1]  # type: ignore[arg-type]
+    assert len({r.profile_id for r in outcomes[0]}) == 4  # type: ignore[union-attr]
+    assert await count(uow, "events") == 4 + 6  # nothing of the bad request
+    assert await count(uow, "profiles") == 4 + 6
+
+
 async def test_a_merge_in_a_group_moves_the_events_stored_in_bulk(app, client, uow, tracardi_source) -> None:
     a = (await client.post("/track", json=tracker_payload(SOURCE, session="a"))).json()["profile"]["id"]
     b = (await client.post("/track", json=tracker_payload(SOURCE, session="b"))).json()["profile"]["id"]
@@ -114,7 +140,7 @@ async def test_a_merge_in_a_group_moves_the_events_stored_in_bulk(app, client, u
         merges=[MergeRequest(src, dest, "alias")],
         identities=[dest],
     )
-    # Events for `a` (bulk path) and the alias folding `a` into `b` arrive together.
+    # Events for `a` and the alias folding `a` into `b` arrive together.
     results = await asyncio.gather(
         *(client.post("/track", json=tracker_payload(SOURCE, session="a", profile=a)) for _ in range(5)),
         ingest(alias, uow),
@@ -143,14 +169,18 @@ async def test_close_writes_every_queued_batch(app, uow, tracardi_source) -> Non
         await writer.submit(batches[0])
 
 
-def test_plain_batches_take_the_bulk_path() -> None:
+def test_a_request_names_its_people_and_visits_for_scheduling() -> None:
     base = {"source": SourceRef(SOURCE, "tracardi"), "meta": RequestMeta(received_at=datetime.now(UTC))}
-    assert is_bulk(IngestBatch(**base, profile_hint="p", session_key="s"))
-    assert is_bulk(IngestBatch(**base, session_key="s"))  # a brand-new visitor
-    assert not is_bulk(IngestBatch(**base))  # nothing names the person or the visit
-    assert not is_bulk(IngestBatch(**base, session_key="s", save_session=False))
-    assert not is_bulk(IngestBatch(**base, profile_hint="p", identities=[IdentityRef("person", "1", SOURCE)]))
-    assert not is_bulk(IngestBatch(**base, profile_hint="p", visit_key="v"))
+    person = IdentityRef("person", "1", SOURCE)
+    assert row_keys([IngestBatch(**base, profile_hint="p", session_key="s")]) == {
+        ("profile", "p"),
+        ("visit", SOURCE, "s"),
+    }
+    assert row_keys([IngestBatch(**base)]) == frozenset()  # nothing names the person or the visit
+    assert row_keys([IngestBatch(**base, identities=[person]), IngestBatch(**base, session_key="t")]) == {
+        ("identity", SOURCE, "person", "1"),
+        ("visit", SOURCE, "t"),
+    }
 
 
 def _new_visitor(session: str, profile: str | None = None) -> IngestBatch:
@@ -160,13 +190,14 @@ def _new_visitor(session: str, profile: str | None = None) -> IngestBatch:
 async def test_new_visitors_in_one_group_share_the_profile_of_their_session(uow, tracardi_source) -> None:
     batches = [_new_visitor("fresh") for _ in range(4)] + [_new_visitor("other", profile="stale-id")]
     async with uow.transaction() as db:
-        written = await write_bulk(db, uow.dialect, batches)
+        written = await write_group(db, uow.dialect, batches)
     results = [r for r in written if r is not None]
     assert len(results) == len(batches)
     assert len({r.profile_id for r in results[:4]}) == 1
     assert [r.profile_created for r in results] == [True, False, False, False, True]
     assert [r.session_created for r in results] == [True, False, False, False, True]
-    assert {r.resolved_by for r in results} == {"new"}
+    # As if each had committed alone: the first makes the profile, the others find its session.
+    assert [r.resolved_by for r in results] == ["new", "session", "session", "session", "new"]
     assert results[4].profile_id != "stale-id"
     assert await count(uow, "profiles") == 2
     assert await count(uow, "sessions") == 2
@@ -177,28 +208,23 @@ async def test_a_group_that_loses_the_race_for_a_new_session_joins_its_owner(uow
     """Two groups in flight open the same new visitor's session: one profile survives.
 
     On PostgreSQL the second group's session insert waits for the first group's commit,
-    then inserts nothing; its fresh profile is dropped and the bulk path hands the batches
-    back; the per-batch steps, in the writer's second transaction, land them on the owner.
-    On SQLite the second transaction only starts after the first commits.
+    then inserts nothing: the second group is written again, and then finds the session's
+    owner. On SQLite the second transaction only starts after the first commits.
     """
     first_in = asyncio.Event()
     release = asyncio.Event()
 
-    async def first() -> list[IngestResult | None]:
+    async def first() -> list[IngestResult]:
         async with uow.transaction() as db:
-            results = await write_bulk(db, uow.dialect, [_new_visitor("raced")])
+            results = await write_group(db, uow.dialect, [_new_visitor("raced")])
             first_in.set()
             await release.wait()
         return results
 
-    async def second() -> list[IngestResult | None]:
+    async def second() -> list[IngestResult]:
         await first_in.wait()
         batches = [_new_visitor("raced"), _new_visitor("raced")]
-        async with uow.transaction() as db:
-            handed_back = await write_bulk(db, uow.dialect, batches)
-        assert handed_back == [None, None]
-        async with uow.transaction() as db:
-            return await write_rest(db, uow.dialect, batches)
+        return await in_transaction(uow, lambda db: write_group(db, uow.dialect, batches))
 
     first_task = asyncio.create_task(first())
     second_task = asyncio.create_task(second())
@@ -222,30 +248,35 @@ async def test_a_visitor_whose_rows_are_in_flight_waits_for_the_next_group(uow, 
     busy_visit = _new_visitor("v-in-flight")
     free = [_new_visitor("b", profile="p-free"), _new_visitor("c")]
     writer._busy.update({("profile", "p-in-flight"), ("visit", SOURCE, "v-in-flight")})
-    writer._queue = [(b, loop.create_future()) for b in [busy_profile, *free, busy_visit]]
+    writer._queue = [([b], loop.create_future()) for b in [busy_profile, *free, busy_visit]]
     group, keys = writer._take_group()
-    assert [batch for batch, _ in group] == free
+    assert [batch for (batch,), _ in group] == free
     assert keys == {("profile", "p-free"), ("visit", SOURCE, "b"), ("visit", SOURCE, "c")}
-    assert [batch for batch, _ in writer._queue] == [busy_profile, busy_visit]
+    assert [batch for (batch,), _ in writer._queue] == [busy_profile, busy_visit]
 
 
-async def test_the_bulk_path_stores_times_as_the_per_batch_steps_do(uow, tracardi_source) -> None:
-    """Times written by the bulk path and by SQLAlchemy compare as times (SQLite keeps text)."""
+async def test_the_driver_statements_store_times_as_sqlalchemy_does(uow, tracardi_source) -> None:
+    """Times written on the driver connection and by SQLAlchemy compare as times (SQLite keeps text)."""
     from datetime import timedelta
 
-    from sqlalchemy import select
+    from sqlalchemy import select, update
 
-    from trackway.core import sessions as session_store
     from trackway.db.models import profiles, sessions
+    from trackway.db.sql import greatest
 
     late = datetime.now(UTC)
     visitor = _new_visitor("clock")
     visitor.meta = RequestMeta(received_at=late)
     async with uow.transaction() as db:
-        (result,) = await write_bulk(db, uow.dialect, [visitor])
+        (result,) = await write_group(db, uow.dialect, [visitor])
     assert result is not None and result.session_id is not None
     async with uow.transaction() as db:  # an older time through SQLAlchemy moves nothing back
-        assert await session_store.touch(db, result.session_id, now=late - timedelta(hours=1), events=0)
+        earlier = late - timedelta(hours=1)
+        await db.execute(
+            update(sessions)
+            .where(sessions.c.id == result.session_id)
+            .values(last_event_at=greatest(sessions.c.last_event_at, earlier))
+        )
     async with uow.read() as db:
         row = (await db.execute(select(sessions).where(sessions.c.id == result.session_id))).one()
         seen = (
@@ -255,9 +286,54 @@ async def test_the_bulk_path_stores_times_as_the_per_batch_steps_do(uow, tracard
     assert row.event_count == 1
 
     again = _new_visitor("clock", profile=result.profile_id)
-    again.meta = RequestMeta(received_at=late - timedelta(minutes=5))  # older, through the bulk path
+    again.meta = RequestMeta(received_at=late - timedelta(minutes=5))  # older, through the write path
     async with uow.transaction() as db:
-        await write_bulk(db, uow.dialect, [again])
+        await write_group(db, uow.dialect, [again])
     async with uow.read() as db:
         row = (await db.execute(select(sessions).where(sessions.c.id == result.session_id))).one()
     assert row.last_event_at == late and row.event_count == 2
+
+
+@pytest.mark.parametrize("settings_overrides", [{"group_commit": True}, {"group_commit": False}])
+async def test_a_merged_hint_with_a_new_session_lands_on_the_survivor(
+    app, client, uow, tracardi_source
+) -> None:
+    """design.md step 1: a hint naming a merged profile lands on its survivor, on both paths."""
+    from trackway.core.merge import merge_profiles
+
+    a = (await client.post("/track", json=tracker_payload(SOURCE, session="a"))).json()["profile"]["id"]
+    b = (await client.post("/track", json=tracker_payload(SOURCE, session="b"))).json()["profile"]["id"]
+    async with uow.transaction() as db:
+        now = datetime.now(UTC)
+        await merge_profiles(db, from_id=a, into_id=b, reason="test", source_id=SOURCE, now=now)
+    body = (await client.post("/track", json=tracker_payload(SOURCE, session="a-new", profile=a))).json()
+    assert body["profile"]["id"] == b
+    assert await count(uow, "profiles") == 2
+    profile = (await client.get(f"/api/profiles/{b}", headers=ADMIN)).json()
+    assert profile["visits"] == 3
+
+
+async def test_each_batch_of_a_group_moves_the_clocks_to_its_own_time(uow, tracardi_source) -> None:
+    """last_seen_at / last_event_at take each batch's own time, not the group's latest."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from trackway.db.models import profiles, sessions
+
+    early = datetime.now(UTC) - timedelta(minutes=10)
+    one, other = _new_visitor("one"), _new_visitor("other")
+    one.meta, other.meta = RequestMeta(received_at=early), RequestMeta(received_at=early)
+    async with uow.transaction() as db:
+        first = await write_group(db, uow.dialect, [one, other])
+    a, b = (r.profile_id for r in first if r is not None)
+    again_a, again_b = _new_visitor("one", profile=a), _new_visitor("other", profile=b)
+    again_a.meta = RequestMeta(received_at=early + timedelta(minutes=1))
+    again_b.meta = RequestMeta(received_at=early + timedelta(minutes=5))
+    async with uow.transaction() as db:
+        await write_group(db, uow.dialect, [again_a, again_b])
+    async with uow.read() as db:
+        seen = dict((await db.execute(select(profiles.c.id, profiles.c.last_seen_at))).all())
+        clocks = dict((await db.execute(select(sessions.c.profile_id, sessions.c.last_event_at))).all())
+    assert seen == {a: again_a.meta.received_at, b: again_b.meta.received_at}
+    assert clocks == seen

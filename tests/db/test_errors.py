@@ -1,4 +1,4 @@
-"""asyncpg's own errors, which the PostgreSQL bulk path gets unwrapped, are classified too."""
+"""asyncpg's own errors, which the PostgreSQL write path gets unwrapped, are classified too."""
 
 from __future__ import annotations
 

@@ -373,6 +373,17 @@ async def test_the_email_joins_profiles_across_sources(client, uow, source) -> N
     assert third != first
 
 
+async def test_a_changed_email_unlinks_the_old_address(client, uow, source) -> None:
+    """As Tracktor's: the address a visitor replaced no longer names them."""
+    profile_id = await ok(client, data_of("link", {}, {"email": "bea@exmaple.org"}), visitor="bea")
+    await ok(client, data_of("update_info", {}, {"email": "bea@example.org"}), visitor="bea")
+    view = await profile(client, profile_id)
+    assert {v for k, v in identities(view) if k == "email_sha256"} == {email_sha256("bea@example.org")}
+    # Someone else giving the old (mistyped) address is someone else.
+    assert await ok(client, data_of("link", {}, {"email": "bea@exmaple.org"}), visitor="other") != profile_id
+    assert await count(uow, "profile_merges") == 0
+
+
 async def test_guest_is_anonymous_visitor_is_not(client, uow, source) -> None:
     guest = await ok(client, seed_data("link"), guest="g-anon")
     visitor = await ok(client, seed_data("link"), visitor="v-known")
@@ -406,10 +417,11 @@ async def test_journey_guest_browses_fills_cart_registers_buys(client, uow, sour
         "email": "test@example.net",
         "phone": "555555",
     }
+    # The seed's purchase carries another email in visitor_info: it replaces the trait, and the
+    # address it replaced no longer names the person.
     assert {
         ("visitor", "v-journey"),
         ("guest", "g-journey"),
-        ("email_sha256", email_sha256("john@example.net")),
         ("email_sha256", email_sha256("test@example.net")),
     } == identities(view)
     assert [line["product_id"] for line in (await cart(client, registered))["items"]] == []

@@ -356,6 +356,33 @@ async def test_json_body_labelled_as_a_form_is_a_tracker_payload(client, uow, tr
     assert await count(uow, "events") == 3
 
 
+async def test_a_payload_without_events_resolves_a_profile_the_client_can_keep(
+    client, uow, tracardi_source
+) -> None:
+    """The tracker may call with no events to learn its profile id: the id answered is stored,
+    and a second call with it lands on the same profile and visit; no event is stored."""
+    first = await client.post(
+        "/track", json={"source": {"id": SOURCE}, "session": {"id": "s-empty"}, "events": []}
+    )
+    assert first.status_code == 200, first.text
+    profile_id = first.json()["profile"]["id"]
+    again = await client.post(
+        "/track",
+        json={
+            "source": {"id": SOURCE},
+            "session": {"id": "s-empty"},
+            "profile": {"id": profile_id},
+            "events": [],
+        },
+    )
+    assert again.json()["profile"]["id"] == profile_id
+    assert (await count(uow, "profiles"), await count(uow, "sessions"), await count(uow, "events")) == (
+        1,
+        1,
+        0,
+    )
+
+
 # --- Tracardi's own tracker (liliput.min.js): its payload as it leaves the browser -----------
 
 

@@ -490,6 +490,27 @@ async def test_a_purchase_sent_again_later_is_a_duplicate_and_still_a_success(
     assert await count(uow, "events", dedup_key="order:B-9") == 1
 
 
+async def test_a_purchase_re_sent_with_other_identity_data_creates_nothing(
+    client, uow, tracify_source
+) -> None:
+    """A duplicate answers with the profile its stored event belongs to and writes nothing,
+    even when the resend names someone else (another email, another visit)."""
+    first = (await post(client, [purchase("D-7", email="ann@example.com")])).json()["events"][0]
+    before = await counts(uow)
+    again = await post(
+        client, [purchase("D-7", email="bob@example.com", visit="203.0.113.9|Other/1.0", ip="203.0.113.9")]
+    )
+    assert again.status_code == 200, again.text
+    assert again.json() == {
+        "accepted": 0,
+        "duplicates": 1,
+        "events": [{**first, "duplicate": True}],
+    }
+    assert await counts(uow) == before
+    known = await client.get("/api/profiles", params={"identity": "email:bob@example.com"}, headers=ADMIN)
+    assert known.json()["items"] == []
+
+
 async def test_a_purchase_batch_re_sent_20_times_in_parallel_is_stored_once(
     client, uow, tracify_source
 ) -> None:

@@ -420,6 +420,18 @@ async def test_changed_email_replaces_the_identity(client, uow, source) -> None:
     assert await count(uow, "profile_merges") == 0
 
 
+async def test_concurrent_email_changes_leave_only_the_last_address_linked(client, uow, source) -> None:
+    """The old address is read and unlinked inside the transaction: two changes racing for one
+    person never leave both new addresses linked."""
+    profile_id = await ok(client, "/set", id="9", data={"email": "first@example.com"})
+    await asyncio.gather(
+        *(ok(client, "/set", id="9", data={"email": f"change{i}@example.com"}) for i in range(6))
+    )
+    view = await profile(client, profile_id)
+    (address,) = email_identities(view)
+    assert address == email_sha256(view["traits"]["email"])
+
+
 # --- responses: JSON or the 1x1 GIF ----------------------------------------------------------
 
 

@@ -132,8 +132,12 @@ class IngestBatch:
     visit_key: str | None = None
     visit_timeout: int = 1800
     traits: TraitsPatch = field(default_factory=TraitsPatch)
-    #: Identities to detach from the profile (an email set to null).
+    #: Identities to detach from the profile.
     unlink: list[IdentityRef] = field(default_factory=list)
+    #: The trait that holds the person's email, mirrored as the global email identity: when
+    #: the batch's patch replaces or removes it, the address it held is unlinked from the
+    #: profile, inside the transaction (so a corrected typo cannot later pull a stranger in).
+    email_trait: str | None = None
     #: True: the request names an identified person; None: says nothing about it.
     identified: bool | None = None
     merges: list[MergeRequest] = field(default_factory=list)
@@ -150,7 +154,8 @@ class IngestResult:
     duplicate_event_ids: list[str]
     profile_created: bool
     session_created: bool
-    #: How the profile was found: "hint", "identity", "session" or "new".
+    #: How the profile was found: "hint", "identity", "session", "new", or "duplicate" (the
+    #: batch only repeated stored events: the profile they belong to, nothing written).
     resolved_by: str
     #: Profiles folded into ``profile_id`` by this batch.
     merged: list[str] = field(default_factory=list)

@@ -6,16 +6,8 @@ whatever has queued up (up to ``max_batches``, after waiting ``window`` seconds 
 writes it in one transaction and commits once; only then does each request get its
 result and answer 2xx. Nothing is acknowledged before it is committed.
 
-The common batches, a known profile sending events in its visit (Tracardi's returning
-visitor), a new visit of a known profile and a brand-new visitor, take the bulk path of
-``core/bulk.py``: a few statements for the whole group, in one transaction. Every other
-batch (identities, merges, traits, carts, derived visits) and those the bulk path hands
-back (a lost profile recovered through its session, a new visitor whose session another
-group opened first) then run the per-batch steps of ``core/ingest.py`` in a second
-transaction, in the order of the people they name. A merge in the group therefore sees,
-and moves, the events the bulk part committed. Two transactions, not one: the bulk part
-ends holding row locks taken in id order, and per-batch steps that waited on other rows
-while holding them deadlocked against other groups (seen under the benchmark's load).
+Every group is written by the one write path, ``core/group_write.py``, in one transaction:
+a few statements a step whatever the group's size and its mix of dialects.
 
 If a transaction fails, each of its batches is written again on its own, so one bad
 batch does not sink its neighbours; a database that cannot be reached fails them all.
@@ -27,26 +19,23 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.core.batch import IngestBatch, IngestResult
-from trackway.core.bulk import BulkStore, BulkWriter, is_bulk
-from trackway.core.ingest import in_transaction, ingest_many, observe, run_in_person_order
+from trackway.core.group_write import GroupWrite
+from trackway.core.ingest import in_transaction, ingest_many, observe
 from trackway.core.uow import UnitOfWork
-from trackway.db.bulk_pg import PgBulkStore
-from trackway.db.bulk_sqlite import SqliteBulkStore
 from trackway.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
-#: A queued request: its batch and the future its handler awaits.
-Pending = tuple[IngestBatch, "asyncio.Future[IngestResult]"]
-#: A profile or visit a plain batch writes: ``("profile", id)``, ``("visit", source, key)``.
+#: A queued request: its batches (written atomically: all or none) and the future its handler
+#: awaits, settled with their results in the same order.
+Pending = tuple[list[IngestBatch], "asyncio.Future[list[IngestResult]]"]
+#: A person or visit a request names: ``("profile", id)``, ``("visit", source, key)``,
+#: ``("identity", scope, kind, value)``.
 RowKey = tuple[str, ...]
-#: Writes a part of a group in an open transaction (``write_bulk`` or ``write_rest``).
-GroupWrite = Callable[[AsyncConnection, str, list[IngestBatch]], Awaitable[list[IngestResult | None]]]
 
 
 class GroupCommitWriter:
@@ -84,14 +73,25 @@ class GroupCommitWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="trackway-group-commit")
 
-    async def submit(self, batch: IngestBatch) -> IngestResult:
-        """Queue ``batch``; return once the group holding it is committed."""
+    async def write(self, batches: list[IngestBatch]) -> list[IngestResult]:
+        """Queue one request's batches; return once the group holding them is committed.
+
+        The batches of one request (a Tracify batch: one per event) always share one
+        transaction: all of them are stored, or none.
+        """
+        if not batches:
+            return []
         if self._closing or self._task is None or self._task.done():
             raise StorageUnavailable("Shutting down, retry later.")
-        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._queue.append((batch, future))
+        future: asyncio.Future[list[IngestResult]] = asyncio.get_running_loop().create_future()
+        self._queue.append((batches, future))
         self._wakeup.set()
         return await future
+
+    async def submit(self, batch: IngestBatch) -> IngestResult:
+        """``write`` for a request of one batch."""
+        (result,) = await self.write([batch])
+        return result
 
     async def close(self) -> None:
         """Stop taking batches and write every queued one before returning (graceful shutdown)."""
@@ -155,63 +155,56 @@ class GroupCommitWriter:
             self._wakeup.set()  # batches left for this group's end, or close() waiting
 
     async def _write(self, group: list[Pending]) -> None:
-        """The group's plain batches in one transaction, then the others (and those the bulk
-        path handed back) in a second one, each request answered after its own commit."""
-        plain: list[Pending] = []
-        rest: list[Pending] = []
-        for pending in group:
-            (plain if is_bulk(pending[0]) else rest).append(pending)
-        if plain:
-            rest.extend(await self._commit(plain, write_bulk))
-        if rest:
-            await self._commit(rest, write_rest)
-
-    async def _commit(self, part: list[Pending], write: GroupWrite) -> list[Pending]:
-        """Write ``part`` in one transaction and answer its requests; those ``write`` left
-        (``None``) are returned unanswered. A failed transaction is written again one batch
-        at a time, so one bad batch does not sink its neighbours."""
-        batches = [batch for batch, _ in part]
+        """The group in one transaction, each request answered after its commit. A failed
+        transaction is written again one request at a time, so one bad request does not
+        sink its neighbours."""
+        batches = [batch for unit, _ in group for batch in unit]
         started = time.perf_counter()
         try:
-            results = await in_transaction(self._uow, lambda db: write(db, self._uow.dialect, batches))
+            results = await in_transaction(self._uow, lambda db: write_group(db, self._uow.dialect, batches))
         except StorageUnavailable as exc:
-            for _, future in part:
+            for _, future in group:
                 _settle(future, exc=exc)
-            return []
-        except Exception:
-            if len(part) > 1:
-                log.warning("group of %d failed; writing its batches one by one", len(part), exc_info=True)
-            await self._one_by_one(part)
-            return []
-        outcomes = list(zip(part, results, strict=True))
-        done = [(pending, result) for pending, result in outcomes if result is not None]
-        if done:  # a transaction whose every batch was handed back wrote nothing
-            self.groups += 1
-            self.batches += len(done)
-            observe(
-                self._uow,
-                [batch for (batch, _), _ in done],
-                [result for _, result in done],
-                time.perf_counter() - started,
-            )
-        for (_, future), result in done:
-            _settle(future, result=result)
-        return [pending for pending, result in outcomes if result is None]
+            return
+        except Exception as exc:
+            if len(group) > 1:
+                # Class names only: a database error's text may quote the values it was given.
+                log.warning(
+                    "group of %d requests failed (%s); writing them one by one", len(group), _kind(exc)
+                )
+            await self._one_by_one(group)
+            return
+        self.groups += 1
+        self.batches += len(batches)
+        observe(self._uow, batches, results, time.perf_counter() - started)
+        position = 0
+        for unit, future in group:
+            _settle(future, result=results[position : position + len(unit)])
+            position += len(unit)
 
     async def _one_by_one(self, group: list[Pending]) -> None:
-        for batch, future in group:
+        for batches, future in group:
             try:
-                (result,) = await ingest_many([batch], self._uow)
+                results = await ingest_many(batches, self._uow)
             except Exception as exc:
                 _settle(future, exc=exc)
             else:
-                _settle(future, result=result)
+                _settle(future, result=results)
+
+
+def _kind(exc: BaseException) -> str:
+    """An exception's class names, outermost first: enough to tell a cause, never a value."""
+    names = [type(exc).__name__]
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None:
+        names.append(type(cause).__name__)
+    return " from ".join(names)
 
 
 def _settle(
-    future: asyncio.Future[IngestResult],
+    future: asyncio.Future[list[IngestResult]],
     *,
-    result: IngestResult | None = None,
+    result: list[IngestResult] | None = None,
     exc: BaseException | None = None,
 ) -> None:
     """A request that went away (client disconnect) left a cancelled future: nothing to tell."""
@@ -224,28 +217,19 @@ def _settle(
         future.set_result(result)
 
 
-def row_keys(batch: IngestBatch) -> frozenset[RowKey]:
-    """The rows a plain batch will lock; none for the others (their people are not known yet)."""
-    if not is_bulk(batch):
-        return frozenset()
+def row_keys(batches: list[IngestBatch]) -> frozenset[RowKey]:
+    """The people and visits a request names, as far as it tells before it is written."""
     keys: list[RowKey] = []
-    if batch.profile_hint is not None:
-        keys.append(("profile", batch.profile_hint))
-    if batch.session_key is not None:
-        keys.append(("visit", batch.source.id, batch.session_key))
+    for batch in batches:
+        if batch.profile_hint is not None:
+            keys.append(("profile", batch.profile_hint))
+        if batch.session_key is not None:
+            keys.append(("visit", batch.source.id, batch.session_key))
+        for ref in batch.identities:
+            keys.append(("identity", ref.scope, ref.kind, ref.value))
     return frozenset(keys)
 
 
-async def write_bulk(
-    db: AsyncConnection, dialect: str, batches: list[IngestBatch]
-) -> list[IngestResult | None]:
-    """Plain batches through the bulk path in the open transaction; ``None``: handed back."""
-    store: BulkStore = PgBulkStore(db) if dialect == "postgresql" else SqliteBulkStore(db)
-    return await BulkWriter(store, batches).run()
-
-
-async def write_rest(
-    db: AsyncConnection, dialect: str, batches: list[IngestBatch]
-) -> list[IngestResult | None]:
-    """Every other batch through the per-batch steps, in the order of the people they name."""
-    return list(await run_in_person_order(db, dialect, batches))
+async def write_group(db: AsyncConnection, dialect: str, batches: list[IngestBatch]) -> list[IngestResult]:
+    """A group's batches through the write path in the open transaction."""
+    return await GroupWrite(db, dialect, batches).run()

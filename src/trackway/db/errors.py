@@ -14,7 +14,7 @@ _DOWN_SQLSTATE_CLASSES = ("08", "57", "53")
 def is_retryable(exc: BaseException) -> bool:
     """A conflict with a concurrent transaction: the same work may succeed if run again.
 
-    Also for asyncpg's own errors, which the bulk path (``db/bulk_pg.py``) gets unwrapped.
+    Also for asyncpg's own errors, which the write path (``db/group_pg.py``) gets unwrapped.
     """
     if not isinstance(exc, DBAPIError):
         return getattr(exc, "sqlstate", None) in _RETRY_SQLSTATES
@@ -47,7 +47,7 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         if isinstance(exc, OperationalError) and "unable to open database" in str(orig):
             return True
-    # asyncpg raises its own errors from the pool's connect and on the bulk path, outside
+    # asyncpg raises its own errors from the pool's connect and on the write path, outside
     # SQLAlchemy's wrapping.
     if not isinstance(exc, DBAPIError) and str(getattr(exc, "sqlstate", "") or "").startswith(
         _DOWN_SQLSTATE_CLASSES

@@ -24,8 +24,6 @@ class SqlUnitOfWork:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
-        #: Set by the app when group commit is on: ``core.ingest`` hands batches to it.
-        self.group_writer: Any = None
         #: Told about every committed transaction (``trackway.metrics.Metrics``), if set.
         self.observer: Any = None
 

@@ -48,7 +48,6 @@ from trackway.core.batch import (
     TraitsPatch,
 )
 from trackway.core.identity import email_sha256
-from trackway.core.ingest import ingest
 from trackway.dialects._common import (
     Where,
     media_type,
@@ -605,6 +604,8 @@ def to_batch(call: Call, source: SourceRef, meta: RequestMeta, visit_timeout: in
         visit_timeout=visit_timeout,
         session_context=session_context(call.data),
         traits=TraitsPatch(set=call.traits),
+        # visitor_info's email is the global email identity: a new one unlinks the old address.
+        email_trait="email",
         cart=effect.cart,
     )
 
@@ -626,5 +627,5 @@ async def watch_event(request: Request) -> Response:
     call = parse_call(params)
     meta = request_meta(request, masked=settings.mask_ip)
     batch = to_batch(call, SourceRef(info.id, DIALECT), meta, settings.session_timeout)
-    result = await ingest(batch, services.uow)
+    (result,) = await services.writer.write([batch])
     return json_response({"profile": {"id": result.profile_id}})

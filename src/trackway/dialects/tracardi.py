@@ -18,7 +18,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from pydantic_core import PydanticCustomError
 
 from trackway.core.batch import EventIn, IngestBatch, SourceRef
-from trackway.core.ingest import ingest
 from trackway.dialects._common import (
     as_utc,
     deep_merge,
@@ -205,7 +204,7 @@ async def track(request: Request) -> Response:
         payload.source.id, DIALECT, origin=request.headers.get("origin")
     )
     batch, skipped = to_batch(payload, SourceRef(info.id, DIALECT), request, settings.mask_ip)
-    result = await ingest(batch, services.uow)
+    (result,) = await services.writer.write([batch])
     body_out: dict[str, Any] = {
         "profile": {"id": result.profile_id},
         "session": {"id": result.session_id} if result.session_id else None,

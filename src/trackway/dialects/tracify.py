@@ -8,8 +8,9 @@ type 2 is ``IP|User-Agent`` (the visit, a weak key), types 3 and 4 are the IP an
 user agent (kept on the event, never used to join profiles).
 
 Batches are all or nothing. Every event is checked before anything is written, and the
-422 names each bad event by index and field. A valid batch goes to ``ingest_many`` as a
-single transaction. Purchases and conversions carry a ``dedup_key``, so a backend can
+422 names each bad event by index and field. A valid batch goes to the app's writer as one
+request of one ``IngestBatch`` per event, written in one transaction (a group's, under
+group commit). Purchases and conversions carry a ``dedup_key``, so a backend can
 safely retry a batch.
 """
 
@@ -30,7 +31,6 @@ from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from trackway.core.batch import EventIn, IdentityRef, IngestBatch, IngestResult, RequestMeta, SourceRef
-from trackway.core.ingest import ingest_many
 from trackway.core.sources import SourceInfo
 from trackway.dialects._common import parse_model, pydantic_errors, read_body
 from trackway.errors import InvalidSource, PayloadTooLarge, ValidationFailed
@@ -495,7 +495,7 @@ async def tracify_events(request: Request) -> Response:
     meta = RequestMeta(received_at=datetime.now(UTC))
     source = SourceRef(info.id, DIALECT)
     batches = [to_batch(event, source, meta, settings.session_timeout) for event in events]
-    results = await ingest_many(batches, services.uow)
+    results = await services.writer.write(batches)
     return json_response(render(results))
 
 

@@ -38,9 +38,7 @@ from trackway.core.batch import (
     TraitsPatch,
 )
 from trackway.core.identity import email_sha256
-from trackway.core.ingest import ingest
 from trackway.core.sources import SourceInfo
-from trackway.db import queries
 from trackway.dialects._common import Where, media_type, read_body, request_meta, urlencoded_fields
 from trackway.errors import BadSignature, TrackwayError, ValidationFailed
 from trackway.responses import json_response
@@ -386,23 +384,20 @@ def email_ref(email: str) -> IdentityRef:
     return IdentityRef("email_sha256", email_sha256(email))
 
 
-def set_batch(call: SetCall, source_id: str, current_email: str | None, meta: RequestMeta) -> IngestBatch:
+def set_batch(call: SetCall, source_id: str, meta: RequestMeta) -> IngestBatch:
     """``/set``: a traits patch (``null`` removes), and the ``email`` property mirrored as an identity.
 
     The email identity follows the property: a new email is linked (joining any live profile
-    that already has it), and the email it replaces, or that ``null`` removes, is unlinked,
-    so a corrected typo cannot later pull a stranger's profile into this one.
+    that already has it), and the email it replaces, or that ``null`` removes, is unlinked by
+    the core inside the transaction (``email_trait``), so a corrected typo cannot later pull a
+    stranger's profile into this one.
     """
     data = call.data
     person = person_ref(source_id, call.person_id)
     identities = [person]
-    unlink: list[IdentityRef] = []
     new_email = data.get("email")
-    if "email" in data:
-        if new_email is not None:
-            identities.append(email_ref(new_email))
-        if current_email and (new_email is None or email_sha256(current_email) != email_sha256(new_email)):
-            unlink.append(email_ref(current_email))
+    if new_email is not None:
+        identities.append(email_ref(new_email))
     # Seed 3.1.2: a person is identified by a non-anonymous id, or by an email.
     identified = not is_anonymous(call.person_id) or new_email is not None
     return IngestBatch(
@@ -413,7 +408,7 @@ def set_batch(call: SetCall, source_id: str, current_email: str | None, meta: Re
             set={k: v for k, v in data.items() if v is not None},
             remove=[k for k, v in data.items() if v is None],
         ),
-        unlink=unlink,
+        email_trait="email",
         identified=True if identified else None,
     )
 
@@ -485,19 +480,6 @@ async def _authenticate(request: Request, services: AppServices, sid: str | None
     return await services.sources.authenticate(sid, DIALECT, origin=request.headers.get("origin"))
 
 
-async def _current_email(services: AppServices, person: IdentityRef) -> str | None:
-    """The email property of the person's profile now, to unlink the identity it is replaced by.
-
-    Read before the ingest transaction (the core has no hook for it): a concurrent ``/set``
-    of another email to the same person between this read and the commit could leave that
-    email's identity linked. Harmless otherwise: the core unlinks only from this profile.
-    """
-    async with services.uow.read() as db:
-        found = await queries.find_profiles(db, kind=person.kind, value=person.value, scope=person.scope)
-    email = found[0]["traits"].get("email") if found else None
-    return email if isinstance(email, str) else None
-
-
 async def set_properties(request: Request) -> Response:
     """Set person properties (seed 2.1): unnamed ones stay, ``null`` removes one."""
     services = services_of(request)
@@ -505,11 +487,8 @@ async def set_properties(request: Request) -> Response:
     call = parse_set(await read_params(request, settings.max_body_bytes))
     source = await _authenticate(request, services, call.sid)
     check_signature(source, call.person_id, call.sign)
-    current = None
-    if "email" in call.data:
-        current = await _current_email(services, person_ref(source.id, call.person_id))
-    batch = set_batch(call, source.id, current, request_meta(request, masked=settings.mask_ip))
-    result = await ingest(batch, services.uow)
+    batch = set_batch(call, source.id, request_meta(request, masked=settings.mask_ip))
+    (result,) = await services.writer.write([batch])
     return render(request, call.pixel, result.profile_id)
 
 
@@ -522,7 +501,7 @@ async def track(request: Request) -> Response:
     check_signature(source, call.person_id, call.sign)
     meta = request_meta(request, masked=settings.mask_ip)
     batch = track_batch(call, source.id, meta, settings.session_timeout)
-    result = await ingest(batch, services.uow)
+    (result,) = await services.writer.write([batch])
     return render(request, call.pixel, result.profile_id)
 
 
@@ -535,7 +514,7 @@ async def alias(request: Request) -> Response:
     check_signature(source, call.destid, call.destsign)
     check_alias_source(source, call.srcid, call.destid, call.srcsign)
     batch = alias_batch(call, source.id, request_meta(request, masked=settings.mask_ip))
-    result = await ingest(batch, services.uow)
+    (result,) = await services.writer.write([batch])
     return render(request, call.pixel, result.profile_id)
 
 

@@ -1,4 +1,4 @@
-"""The bulk path's statements on SQLite, sent through aiosqlite directly.
+"""The write path's hot statements on SQLite, sent through aiosqlite directly.
 
 Through SQLAlchemy each row's values went through its type processing in Python (time
 zones, the text form of a timestamp, JSON) and each statement through its compiler and
@@ -21,12 +21,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from trackway import jsonutil
-from trackway.core.bulk import EventColumns, NewSession
-from trackway.db.statements import DriverStatements
+from trackway.db.group_store import GroupStoreBase, chunks
+from trackway.db.rows import EventColumns, NewProfile, NewSession, ProfileRow, Seen
 
-#: SQLite allows 32,766 bound values a statement; events have ten columns, sessions seven.
+#: SQLite allows 32,766 bound values a statement; events have ten columns, sessions eight.
 _EVENTS_PER_STATEMENT = 3000
 _SESSIONS_PER_STATEMENT = 4000
+_KEYS_PER_STATEMENT = 20000
 
 
 def sqlite_time(value: datetime) -> str:
@@ -49,7 +50,7 @@ _INSERT_SESSIONS = (
     "INSERT INTO sessions (id, source_id, client_key, visit_key, profile_id, started_at, "
     "last_event_at, event_count, context) VALUES {values} "
     "ON CONFLICT (source_id, client_key) DO NOTHING RETURNING id",
-    "(?, ?, ?, NULL, ?, ?, ?, 0, ?)",
+    "(?, ?, ?, ?, ?, ?, ?, 0, ?)",
 )
 
 
@@ -62,7 +63,7 @@ def _multi_row(statement: tuple[str, str], rows: int) -> str:
 
 _INSERT_PROFILE = (
     "INSERT INTO profiles (id, traits, anonymous, visits, created_at, updated_at, last_seen_at) "
-    "VALUES (?, '{}', 1, 1, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _TOUCH_SESSION = (
     "UPDATE sessions SET last_event_at = max(last_event_at, ?), event_count = event_count + ? WHERE id = ?"
@@ -70,38 +71,51 @@ _TOUCH_SESSION = (
 _SEE_PROFILE = "UPDATE profiles SET last_seen_at = max(last_seen_at, ?), visits = visits + ? WHERE id = ?"
 
 
-class SqliteBulkStore(DriverStatements):
-    """``core.bulk.BulkStore`` on SQLite."""
+def _from_sqlite_time(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
-    async def find_live_profiles_and_sessions(
+
+class SqliteGroupStore(GroupStoreBase):
+    """``db.group_store.GroupStore`` on SQLite (one writer: the transaction holds the lock)."""
+
+    async def load_profiles_and_sessions(
         self, profile_ids: list[str], session_ids: list[str]
-    ) -> tuple[set[str], set[str]]:
+    ) -> tuple[dict[str, ProfileRow], dict[str, str]]:
         conn = await self._driver()
-        parts: list[str] = []
-        params: list[str] = []
-        if profile_ids:
-            parts.append(
-                "SELECT 1, id FROM profiles "
-                f"WHERE id IN ({_placeholders(len(profile_ids))}) AND merged_into IS NULL"
+        found: dict[str, ProfileRow] = {}
+        owners: dict[str, str] = {}
+        for ids in chunks(profile_ids, _KEYS_PER_STATEMENT):
+            sql = (
+                "SELECT id, merged_into, traits, anonymous, created_at FROM profiles "
+                f"WHERE id IN ({_placeholders(len(ids))})"
             )
-            params.extend(profile_ids)
-        if session_ids:
-            parts.append(f"SELECT 0, id FROM sessions WHERE id IN ({_placeholders(len(session_ids))})")
-            params.extend(session_ids)
-        live: set[str] = set()
-        existing: set[str] = set()
-        if parts:
-            for is_profile, row_id in await conn.execute_fetchall(" UNION ALL ".join(parts), params):
-                (live if is_profile else existing).add(row_id)
-        return live, existing
+            for pid, merged_into, traits, anonymous, created_at in await conn.execute_fetchall(
+                sql, profile_ids
+            ):
+                found[pid] = ProfileRow(
+                    pid, merged_into, jsonutil.loads(traits), bool(anonymous), _from_sqlite_time(created_at)
+                )
+        for ids in chunks(session_ids, _KEYS_PER_STATEMENT):
+            sql = f"SELECT id, profile_id FROM sessions WHERE id IN ({_placeholders(len(ids))})"
+            for sid, owner in await conn.execute_fetchall(sql, ids):
+                owners[sid] = owner
+        return found, owners
 
-    async def open_sessions(self, new: list[NewSession], fresh: dict[str, datetime]) -> set[str]:
+    async def open_sessions(self, new: list[NewSession], fresh: list[NewProfile]) -> set[str]:
         conn = await self._driver()
         if fresh:
-            rows = []
-            for profile_id, at in fresh.items():
-                when = sqlite_time(at)
-                rows.append((profile_id, when, when, when))
+            rows = [
+                (
+                    p.id,
+                    jsonutil.dumps_str(p.traits),
+                    int(p.anonymous),
+                    p.visits,
+                    sqlite_time(p.created_at),
+                    sqlite_time(p.updated_at),
+                    sqlite_time(p.last_seen_at),
+                )
+                for p in fresh
+            ]
             await conn.executemany(_INSERT_PROFILE, rows)
         created: set[str] = set()
         for start in range(0, len(new), _SESSIONS_PER_STATEMENT):
@@ -110,13 +124,15 @@ class SqliteBulkStore(DriverStatements):
             for s in chunk:
                 started = sqlite_time(s.started_at)
                 context = jsonutil.dumps_str(s.context)
-                params.extend((s.id, s.source_id, s.client_key, s.profile_id, started, started, context))
+                params.extend(
+                    (s.id, s.source_id, s.client_key, s.visit_key, s.profile_id, started, started, context)
+                )
             found = await conn.execute_fetchall(_multi_row(_INSERT_SESSIONS, len(chunk)), params)
             created.update(row[0] for row in found)
         return created
 
     async def insert_events(
-        self, rows: EventColumns, sessions: list[str], seen: dict[str, int], at: datetime
+        self, rows: EventColumns, sessions: dict[str, datetime], seen: dict[str, Seen]
     ) -> set[str]:
         conn = await self._driver()
         inserted: set[str] = set()
@@ -141,14 +157,17 @@ class SqliteBulkStore(DriverStatements):
                 )
             found = await conn.execute_fetchall(_multi_row(_INSERT_EVENTS, end - start), params)
             inserted.update(row[0] for row in found)
-        when = sqlite_time(at)
         if sessions:
             counts = Counter(
                 session_id
                 for event_id, session_id in zip(rows.id, rows.session_id, strict=True)
                 if session_id is not None and event_id in inserted
             )
-            await conn.executemany(_TOUCH_SESSION, [(when, counts[sid], sid) for sid in sessions])
+            await conn.executemany(
+                _TOUCH_SESSION, [(sqlite_time(at), counts[sid], sid) for sid, at in sessions.items()]
+            )
         if seen:
-            await conn.executemany(_SEE_PROFILE, [(when, n, pid) for pid, n in seen.items()])
+            await conn.executemany(
+                _SEE_PROFILE, [(sqlite_time(e.at), e.visits, pid) for pid, e in seen.items()]
+            )
         return inserted

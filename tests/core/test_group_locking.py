@@ -1,6 +1,6 @@
 """Groups that share profiles and sessions queue behind each other on PostgreSQL, never deadlock.
 
-The bulk path must take its row locks in id order whatever plan PostgreSQL chooses. With
+The write path must take its row locks in id order whatever plan PostgreSQL chooses. With
 index and bitmap scans switched off, an ``UPDATE ... WHERE id = ANY(...)`` locks in heap
 order, which moves as rows are updated; groups then deadlocked (seen in the benchmark, on
 tables without statistics). Here every connection plans sequential scans, and several
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.helpers import plain_batch
 from trackway.core.batch import IngestBatch
-from trackway.core.group_commit import write_bulk
+from trackway.core.group_commit import write_group
 from trackway.db.uow import SqlUnitOfWork
 
 SOURCE = "3ee63fc6-490a-4fd8-bfb3-bf0c8c8d3387"
@@ -38,7 +38,7 @@ def visit(profile: str | None, session: str) -> IngestBatch:
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_concurrent_groups_over_the_same_people_never_deadlock(settings, uow, tracardi_source) -> None:
     async with uow.transaction() as db:
-        first = await write_bulk(db, uow.dialect, [visit(None, f"s{i}") for i in range(PEOPLE)])
+        first = await write_group(db, uow.dialect, [visit(None, f"s{i}") for i in range(PEOPLE)])
     people = [(result.profile_id, f"s{i}") for i, result in enumerate(first) if result is not None]
     assert len(people) == PEOPLE
 
@@ -56,7 +56,7 @@ async def test_concurrent_groups_over_the_same_people_never_deadlock(settings, u
         chosen = rng.sample(people, PEOPLE * 2 // 3)
         batches = [visit(profile, session) for profile, session in chosen]
         async with seq_scans.transaction() as db:  # no retry: a deadlock fails the test
-            results = await write_bulk(db, seq_scans.dialect, batches)
+            results = await write_group(db, seq_scans.dialect, batches)
         assert None not in results
 
     try:
@@ -90,23 +90,24 @@ def _locked_tables(lock_rows: dict) -> list[str]:
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_the_lock_steps_lock_in_id_order_even_on_sequential_scans(uow, tracardi_source) -> None:
     """The exact check behind the test above: the plan sorts before it locks."""
-    from trackway.db import bulk_pg
+    from trackway.db import group_pg
 
-    find_live = bulk_pg._FIND_LIVE.text.replace(":profiles", "$1").replace(":sessions", "$2")
+    load = group_pg._LOAD.element.text.replace(":profiles", "$1").replace(":sessions", "$2")
     no_events: list[list[str]] = [[] for _ in range(10)]
     async with uow.engine.connect() as db:
         conn = (await db.get_raw_connection()).driver_connection
         await conn.execute("SET enable_seqscan = on; SET enable_indexscan = off; SET enable_bitmapscan = off")
         try:
-            (plan,) = await conn.fetchval("EXPLAIN (FORMAT JSON) " + find_live, ["a", "b"], ["c"])
+            (plan,) = await conn.fetchval("EXPLAIN (FORMAT JSON) " + load, ["a", "b"], ["c"])
             assert _locks_in_id_order(plan["Plan"]), plan
             (plan,) = await conn.fetchval(
-                "EXPLAIN (FORMAT JSON) " + bulk_pg._INSERT_EVENTS,
+                "EXPLAIN (FORMAT JSON) " + group_pg._INSERT_EVENTS,
                 *no_events,
-                datetime.now(UTC),
                 ["s1", "s2"],
+                [datetime.now(UTC)] * 2,
                 ["p1", "p2"],
                 [0, 1],
+                [datetime.now(UTC)] * 2,
             )
             assert _locks_in_id_order(plan["Plan"]), plan
             kinds = [_locked_tables(node) for node in _nodes(plan["Plan"]) if node["Node Type"] == "LockRows"]

@@ -1,0 +1,100 @@
+"""Row shapes that the core hands to the database layer's bulk stores.
+
+They live here, under ``db/``, so that ``db/group_pg.py`` and ``db/group_sqlite.py`` need nothing
+from the core: the core decides what to write, these carry it, the stores only write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(slots=True)
+class EventColumns:
+    """The group's event rows, one list per column: what both stores send as they are."""
+
+    id: list[str] = field(default_factory=list)
+    source_id: list[str] = field(default_factory=list)
+    profile_id: list[str] = field(default_factory=list)
+    session_id: list[str | None] = field(default_factory=list)
+    type: list[str] = field(default_factory=list)
+    time: list[datetime] = field(default_factory=list)
+    received_at: list[datetime] = field(default_factory=list)
+    properties: list[dict[str, Any]] = field(default_factory=list)
+    context: list[dict[str, Any]] = field(default_factory=list)
+    dedup_key: list[str | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    id: str
+    source_id: str
+    client_key: str
+    profile_id: str
+    started_at: datetime
+    context: dict[str, Any]
+    #: For visits the server derives: the key whose events form one visit (``None``: a client session).
+    visit_key: str | None = None
+
+
+@dataclass(slots=True)
+class Seen:
+    """A profile a group writes to: visits it opened for it, and its latest batch's time."""
+
+    visits: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRow:
+    """A profile as a group loads it (locked for the group's transaction)."""
+
+    id: str
+    merged_into: str | None
+    traits: dict[str, Any]
+    anonymous: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewProfile:
+    """A profile a group makes, with everything the group decided about it."""
+
+    id: str
+    traits: dict[str, Any]
+    anonymous: bool
+    visits: int
+    created_at: datetime
+    updated_at: datetime
+    last_seen_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityLink:
+    """An identity a group points at a profile."""
+
+    scope: str
+    kind: str
+    value: str
+    profile_id: str
+    created_at: datetime
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.scope, self.kind, self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class CartRow:
+    """A profile's cart in a source as a group leaves it; ``total`` an exact decimal string."""
+
+    profile_id: str
+    source_id: str
+    items: list[dict[str, Any]]
+    total: str
+    at: datetime
