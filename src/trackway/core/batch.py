@@ -142,6 +142,11 @@ class IngestBatch:
     identified: bool | None = None
     merges: list[MergeRequest] = field(default_factory=list)
     cart: CartChange | None = None
+    #: The request proved who it names (a valid Tracktor ``sign``, Tracify's API key). An
+    #: unverified batch never lands on, merges into or learns the id of a protected profile.
+    verified: bool = False
+    #: From a secure (``signed_only``) source, verified: the profile it lands on becomes protected.
+    protect: bool = False
 
 
 @dataclass(slots=True)

@@ -41,7 +41,15 @@ from trackway.core.batch import IdentityRef, IngestBatch, IngestResult
 from trackway.core.identity import email_sha256
 from trackway.core.merge import merge_profiles
 from trackway.db.group_store import GroupStore, ProfileRow, store_for
-from trackway.db.rows import CartRow, EventColumns, IdentityLink, NewProfile, NewSession, Seen
+from trackway.db.rows import (
+    CartRow,
+    EventColumns,
+    IdentityLink,
+    NewProfile,
+    NewSession,
+    ProfileChange,
+    Seen,
+)
 
 #: A key of the identities table.
 Key = tuple[str, str, str]
@@ -72,6 +80,8 @@ class _Profile:
     anonymous: bool
     created_at: datetime
     merged_into: str | None = None
+    #: Named by a secure source: only verified batches reach it (design.md, "Trust").
+    protected: bool = False
     new: bool = False
     visits: int = 0
     seen_at: datetime | None = None
@@ -230,6 +240,7 @@ class GroupWrite:
                 anonymous=row.anonymous,
                 created_at=row.created_at,
                 merged_into=row.merged_into,
+                protected=row.protected,
             )
 
     async def _live(self, profile_id: str | None) -> _Profile | None:
@@ -287,6 +298,9 @@ class GroupWrite:
         if batch.identified and profile.anonymous:
             profile.anonymous = False
             profile.updated_at = now
+        if batch.protect and not profile.protected:
+            profile.protected = True
+            profile.updated_at = now
         return _Outcome(
             profile_id=profile.id,
             session_id=session_id,
@@ -314,7 +328,7 @@ class GroupWrite:
         first = found[0]
         assert first is not None
         profile = await self._live(first[1])
-        if profile is None:
+        if profile is None or _barred(batch, profile):
             return None
         return _Outcome(
             profile_id=profile.id,
@@ -335,6 +349,11 @@ class GroupWrite:
             self.identities.update(await self.store.identity_owners([key]) or {key: None})
         return await self._live(self.identities.get(key))
 
+    async def _reachable(self, batch: IngestBatch, profile_id: str | None) -> _Profile | None:
+        """The live profile an id stands for, unless the batch may not reach it (``_barred``)."""
+        profile = await self._live(profile_id)
+        return None if profile is None or _barred(batch, profile) else profile
+
     async def _resolve(
         self, index: int, merged: list[str]
     ) -> tuple[_Profile, str, set[IdentityRef], str | None, bool]:
@@ -345,13 +364,13 @@ class GroupWrite:
         """
         batch = self.batches[index]
         if batch.profile_hint:
-            hinted = await self._live(batch.profile_hint)
+            hinted = await self._reachable(batch, batch.profile_hint)
             if hinted is not None:
                 return hinted, "hint", set(), None, False
         found: dict[IdentityRef, _Profile] = {}
         for ref in batch.identities:
             owner = await self._owner(ref)
-            if owner is not None:
+            if owner is not None and not _barred(batch, owner):
                 found[ref] = owner
         linked = set(found)
         strong = list({p.id: p for ref, p in found.items() if ref.strong}.values())
@@ -364,7 +383,7 @@ class GroupWrite:
             # A weak key (a visit hash) found an anonymous profile: the visit before the
             # person was known. Now that a strong key names them, it joins their profile.
             for other in weak:
-                other_live = await self._live(other.id)
+                other_live = await self._reachable(batch, other.id)
                 if other_live is not None and other_live.id != survivor.id and other_live.anonymous:
                     survivor = await self._merge(
                         other_live.id, survivor.id, "identified-visit", batch, merged
@@ -378,7 +397,7 @@ class GroupWrite:
                 return candidate, "identity", linked, None, False
             linked -= {ref for ref in found if not ref.strong}
         if batch.session_key is not None:
-            owner = await self._live(await self._session_owner(self._session_id(batch)))
+            owner = await self._reachable(batch, await self._session_owner(self._session_id(batch)))
             if owner is not None:
                 return owner, "session", linked, None, False
         return self._create(index, linked)
@@ -391,8 +410,10 @@ class GroupWrite:
         batch = self.batches[index]
         now = batch.meta.received_at
         profile = self._new_profile(batch, made_by=index)
-        if batch.identities:
-            ref = next((r for r in batch.identities if r.strong), batch.identities[0])
+        # Claim the strongest key nobody holds (a held one is a protected profile's).
+        free = [ref for ref in batch.identities if self.identities.get(_key(ref)) is None]
+        if free:
+            ref = next((r for r in free if r.strong), free[0])
             self._plan_link(ref, profile.id, now, must_win=True)
             linked.add(ref)
             return profile, "new", linked, None, False
@@ -427,6 +448,8 @@ class GroupWrite:
             owner = await self._owner(ref)
             if owner is None:
                 self._plan_link(ref, profile.id, now, must_win=ref.strong)
+            elif _barred(batch, owner):
+                continue  # a protected profile's key: not this caller's to claim, nor to join
             elif owner.id != profile.id and ref.strong:
                 survivor = min((profile, owner), key=lambda p: (p.created_at, p.id))
                 loser = owner if survivor.id == profile.id else profile
@@ -596,9 +619,13 @@ class GroupWrite:
         if dest_profile is None:
             dest_profile = self._new_profile(batch, made_by=-1)  # not the batch's own: its alias's
             self._plan_link(dest, dest_profile.id, now, must_win=True)
+        if _barred(batch, dest_profile):
+            return merged
         src_profile = await self._owner(src)
         if src_profile is None:
             self._plan_link(src, dest_profile.id, now, must_win=True)
+        elif _barred(batch, src_profile):
+            return merged
         elif src_profile.id != dest_profile.id:
             await self._merge(src_profile.id, dest_profile.id, reason, batch, merged)
         return merged
@@ -632,6 +659,7 @@ class GroupWrite:
                     created_at=p.created_at,
                     updated_at=p.updated_at or p.created_at,
                     last_seen_at=max(p.created_at, p.seen_at or p.created_at),
+                    protected=p.protected,
                 )
                 for p in sorted(new_profiles, key=lambda p: p.id)
             ],
@@ -655,7 +683,11 @@ class GroupWrite:
         changed = [p for p in self._existing() if p.updated_at is not None]
         if changed:
             await self.store.update_profiles(
-                [(p.id, p.traits, p.anonymous, p.updated_at) for p in sorted(changed, key=lambda p: p.id)]
+                [
+                    ProfileChange(p.id, p.traits, p.anonymous, p.protected, p.updated_at)
+                    for p in sorted(changed, key=lambda p: p.id)
+                    if p.updated_at is not None
+                ]
             )
         if pending.carts:
             await self.store.save_carts(
@@ -720,6 +752,12 @@ class GroupWrite:
             resolved_by=outcome.resolved_by,
             merged=outcome.merged,
         )
+
+
+def _barred(batch: IngestBatch, profile: _Profile) -> bool:
+    """A claim nobody verified never reaches a protected profile: it does not land on it, merge
+    into it, overwrite it or learn its id (design.md, "Trust: who may claim an identity")."""
+    return profile.protected and not batch.verified
 
 
 def _only_repeats(batch: IngestBatch) -> bool:

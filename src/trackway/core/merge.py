@@ -59,6 +59,7 @@ async def merge_profiles(
             .values(
                 traits={**a.traits, **b.traits},
                 anonymous=a.anonymous and b.anonymous,
+                protected=a.protected or b.protected,
                 visits=a.visits + b.visits,
                 created_at=min(a.created_at, b.created_at),
                 last_seen_at=max(a.last_seen_at, b.last_seen_at),

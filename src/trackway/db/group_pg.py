@@ -32,17 +32,24 @@ from trackway.db.rows import EventColumns, NewProfile, NewSession, ProfileRow, S
 _LOAD = text(
     """
     WITH locked AS (
-        SELECT id, merged_into, traits, anonymous, created_at FROM profiles
+        SELECT id, merged_into, traits, anonymous, created_at, protected FROM profiles
         WHERE id = ANY(CAST(:profiles AS varchar[]))
         ORDER BY id FOR NO KEY UPDATE
     )
-    SELECT true AS profile, id, merged_into AS owner, traits, anonymous, created_at FROM locked
+    SELECT true AS profile, id, merged_into AS owner, traits, anonymous, created_at, protected
+    FROM locked
     UNION ALL
-    SELECT false, id, profile_id, NULL, NULL, NULL FROM sessions
+    SELECT false, id, profile_id, NULL, NULL, NULL, NULL FROM sessions
     WHERE id = ANY(CAST(:sessions AS varchar[]))
     """
 ).columns(
-    profile=Boolean, id=String, owner=String, traits=JsonColumn, anonymous=Boolean, created_at=UTCDateTime
+    profile=Boolean,
+    id=String,
+    owner=String,
+    traits=JsonColumn,
+    anonymous=Boolean,
+    created_at=UTCDateTime,
+    protected=Boolean,
 )
 
 # The new profiles are inserted by the same statement as the new sessions (whose foreign key is
@@ -50,11 +57,12 @@ _LOAD = text(
 # group then starts again (``core.group_write.LostRace``).
 _OPEN_SESSIONS = """
     WITH fresh AS (
-        INSERT INTO profiles (id, traits, anonymous, visits, created_at, updated_at, last_seen_at)
-        SELECT id, traits::jsonb, anonymous, visits, created_at, updated_at, last_seen_at
+        INSERT INTO profiles (id, traits, anonymous, visits, created_at, updated_at, last_seen_at,
+                              protected)
+        SELECT id, traits::jsonb, anonymous, visits, created_at, updated_at, last_seen_at, protected
         FROM unnest($8::varchar[], $9::text[], $10::bool[], $11::int[], $12::timestamptz[],
-                    $13::timestamptz[], $14::timestamptz[])
-             AS p(id, traits, anonymous, visits, created_at, updated_at, last_seen_at)
+                    $13::timestamptz[], $14::timestamptz[], $15::bool[])
+             AS p(id, traits, anonymous, visits, created_at, updated_at, last_seen_at, protected)
     )
     INSERT INTO sessions (id, source_id, client_key, visit_key, profile_id, started_at,
                           last_event_at, event_count, context)
@@ -116,7 +124,9 @@ class PgGroupStore(GroupStoreBase):
         owners: dict[str, str] = {}
         for row in rows:
             if row.profile:
-                found[row.id] = ProfileRow(row.id, row.owner, row.traits, row.anonymous, row.created_at)
+                found[row.id] = ProfileRow(
+                    row.id, row.owner, row.traits, row.anonymous, row.created_at, row.protected
+                )
             else:
                 owners[row.id] = row.owner
         return found, owners
@@ -141,6 +151,7 @@ class PgGroupStore(GroupStoreBase):
             [p.created_at for p in fresh],
             [p.updated_at for p in fresh],
             [p.last_seen_at for p in fresh],
+            [p.protected for p in fresh],
         )
         return {row[0] for row in rows}
 

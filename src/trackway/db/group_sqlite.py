@@ -62,8 +62,8 @@ def _multi_row(statement: tuple[str, str], rows: int) -> str:
 
 
 _INSERT_PROFILE = (
-    "INSERT INTO profiles (id, traits, anonymous, visits, created_at, updated_at, last_seen_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO profiles (id, traits, anonymous, visits, created_at, updated_at, last_seen_at, "
+    "protected) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _TOUCH_SESSION = (
     "UPDATE sessions SET last_event_at = max(last_event_at, ?), event_count = event_count + ? WHERE id = ?"
@@ -86,14 +86,19 @@ class SqliteGroupStore(GroupStoreBase):
         owners: dict[str, str] = {}
         for ids in chunks(profile_ids, _KEYS_PER_STATEMENT):
             sql = (
-                "SELECT id, merged_into, traits, anonymous, created_at FROM profiles "
+                "SELECT id, merged_into, traits, anonymous, created_at, protected FROM profiles "
                 f"WHERE id IN ({_placeholders(len(ids))})"
             )
-            for pid, merged_into, traits, anonymous, created_at in await conn.execute_fetchall(
-                sql, profile_ids
+            for pid, merged_into, traits, anonymous, created_at, protected in await conn.execute_fetchall(
+                sql, ids
             ):
                 found[pid] = ProfileRow(
-                    pid, merged_into, jsonutil.loads(traits), bool(anonymous), _from_sqlite_time(created_at)
+                    pid,
+                    merged_into,
+                    jsonutil.loads(traits),
+                    bool(anonymous),
+                    _from_sqlite_time(created_at),
+                    bool(protected),
                 )
         for ids in chunks(session_ids, _KEYS_PER_STATEMENT):
             sql = f"SELECT id, profile_id FROM sessions WHERE id IN ({_placeholders(len(ids))})"
@@ -113,6 +118,7 @@ class SqliteGroupStore(GroupStoreBase):
                     sqlite_time(p.created_at),
                     sqlite_time(p.updated_at),
                     sqlite_time(p.last_seen_at),
+                    int(p.protected),
                 )
                 for p in fresh
             ]

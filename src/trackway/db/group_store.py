@@ -19,7 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.db import statements
 from trackway.db.models import carts, events, identities, profiles, sessions
-from trackway.db.rows import CartRow, EventColumns, IdentityLink, NewProfile, NewSession, ProfileRow, Seen
+from trackway.db.rows import (
+    CartRow,
+    EventColumns,
+    IdentityLink,
+    NewProfile,
+    NewSession,
+    ProfileChange,
+    ProfileRow,
+    Seen,
+)
 from trackway.db.sql import upsert
 
 Key = tuple[str, str, str]
@@ -75,8 +84,8 @@ class GroupStore(Protocol):
         the number given, locking rows in id order; the ids inserted."""
         ...
 
-    async def update_profiles(self, rows: list[tuple[str, dict[str, Any], bool, datetime]]) -> None:
-        """Set ``(id, traits, anonymous, updated_at)`` of profiles this group holds locked."""
+    async def update_profiles(self, rows: list[ProfileChange]) -> None:
+        """Set traits, flags and ``updated_at`` of profiles this group holds locked."""
         ...
 
     async def save_carts(self, rows: list[CartRow]) -> None:
@@ -126,6 +135,7 @@ _UPDATE_PROFILE = (
     .values(
         traits=bindparam("p_traits", type_=profiles.c.traits.type),
         anonymous=bindparam("p_anonymous"),
+        protected=bindparam("p_protected"),
         updated_at=bindparam("p_updated_at", type_=profiles.c.updated_at.type),
     )
 )
@@ -269,10 +279,16 @@ class GroupStoreBase:
                 inserted.update((row.scope, row.kind, row.value) for row in await self._db.execute(stmt))
         return {link.key for link in links} - inserted
 
-    async def update_profiles(self, rows: list[tuple[str, dict[str, Any], bool, datetime]]) -> None:
+    async def update_profiles(self, rows: list[ProfileChange]) -> None:
         params = [
-            {"p_id": pid, "p_traits": traits, "p_anonymous": anonymous, "p_updated_at": at}
-            for pid, traits, anonymous, at in rows
+            {
+                "p_id": row.id,
+                "p_traits": row.traits,
+                "p_anonymous": row.anonymous,
+                "p_protected": row.protected,
+                "p_updated_at": row.updated_at,
+            }
+            for row in rows
         ]
         await self._db.execute(_UPDATE_PROFILE, params)
 

@@ -65,6 +65,8 @@ class Profile(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     merged_into: Mapped[str | None] = mapped_column(ID, ForeignKey("profiles.id"))
+    #: Named by a secure (``signed_only``) source: unverified claims never reach it (migration 0006).
+    protected: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
 class Identity(Base):

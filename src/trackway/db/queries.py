@@ -58,6 +58,7 @@ async def profile_view(db: AsyncConnection, profile_id: str) -> dict[str, Any] |
         "id": row.id,
         "traits": row.traits,
         "anonymous": row.anonymous,
+        "protected": row.protected,
         "visits": row.visits,
         "identities": [{"kind": i.kind, "value": i.value, "scope": i.scope or None} for i in idents],
         "merged_from": list(merged_from),

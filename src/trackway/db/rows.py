@@ -59,6 +59,7 @@ class ProfileRow:
     traits: dict[str, Any]
     anonymous: bool
     created_at: datetime
+    protected: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ class NewProfile:
     created_at: datetime
     updated_at: datetime
     last_seen_at: datetime
+    protected: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +100,14 @@ class CartRow:
     items: list[dict[str, Any]]
     total: str
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileChange:
+    """What a group changed on a profile it holds locked."""
+
+    id: str
+    traits: dict[str, Any]
+    anonymous: bool
+    protected: bool
+    updated_at: datetime

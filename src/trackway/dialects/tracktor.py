@@ -337,24 +337,27 @@ def signature(secret: str, person_id: str) -> str:
     return hmac.new(secret.encode(), person_id.encode(), hashlib.sha256).hexdigest()
 
 
-def check_signature(source: SourceInfo, person_id: str, sign: str | None) -> None:
+def check_signature(source: SourceInfo, person_id: str, sign: str | None) -> bool:
     """``signed_only``: every call must be signed. Otherwise a sign that is sent must still verify.
 
     A sign sent to a source without a secret cannot verify: refusing it tells the integrator
     at once that their secure-mode setup is wrong, instead of silently trusting the id.
+    Returns whether the call is signed: only a signed call's claims are verified (design.md,
+    "Trust"), and only they reach a profile a secure source protects.
     """
     if sign is None:
         if source.signed_only:
             raise BadSignature()
-        return
+        return False
     if not source.secret:
         raise BadSignature()
     expected = signature(source.secret, person_id)
     if not hmac.compare_digest(expected.encode(), sign.lower().encode()):
         raise BadSignature()
+    return True
 
 
-def check_alias_source(source: SourceInfo, srcid: str, destid: str, srcsign: str | None) -> None:
+def check_alias_source(source: SourceInfo, srcid: str, destid: str, srcsign: str | None) -> bool:
     """The seed signs only ``destid``: enough for its one use, folding an anonymous id into a person.
 
     An identified ``srcid`` needs its own ``srcsign`` under ``signed_only``, or anyone holding
@@ -363,8 +366,8 @@ def check_alias_source(source: SourceInfo, srcid: str, destid: str, srcsign: str
     cannot be signed by the backend, so they pass as the seed describes.
     """
     if srcid == destid or (srcsign is None and is_anonymous(srcid)):
-        return
-    check_signature(source, srcid, srcsign)
+        return True
+    return check_signature(source, srcid, srcsign)
 
 
 # --- building the batch ---------------------------------------------------------------------
@@ -452,6 +455,13 @@ def alias_batch(call: AliasCall, source_id: str, meta: RequestMeta) -> IngestBat
     )
 
 
+def trusted(batch: IngestBatch, source: SourceInfo, signed: bool) -> IngestBatch:
+    """A signed call's claims are verified; on a secure source they protect the profile named."""
+    batch.verified = signed
+    batch.protect = signed and source.signed_only
+    return batch
+
+
 # --- responses ------------------------------------------------------------------------------
 
 
@@ -486,8 +496,10 @@ async def set_properties(request: Request) -> Response:
     settings = services.settings
     call = parse_set(await read_params(request, settings.max_body_bytes))
     source = await _authenticate(request, services, call.sid)
-    check_signature(source, call.person_id, call.sign)
-    batch = set_batch(call, source.id, request_meta(request, masked=settings.mask_ip))
+    signed = check_signature(source, call.person_id, call.sign)
+    batch = trusted(
+        set_batch(call, source.id, request_meta(request, masked=settings.mask_ip)), source, signed
+    )
     (result,) = await services.writer.write([batch])
     return render(request, call.pixel, result.profile_id)
 
@@ -498,9 +510,9 @@ async def track(request: Request) -> Response:
     settings = services.settings
     call = parse_track(await read_params(request, settings.max_body_bytes))
     source = await _authenticate(request, services, call.sid)
-    check_signature(source, call.person_id, call.sign)
+    signed = check_signature(source, call.person_id, call.sign)
     meta = request_meta(request, masked=settings.mask_ip)
-    batch = track_batch(call, source.id, meta, settings.session_timeout)
+    batch = trusted(track_batch(call, source.id, meta, settings.session_timeout), source, signed)
     (result,) = await services.writer.write([batch])
     return render(request, call.pixel, result.profile_id)
 
@@ -511,9 +523,11 @@ async def alias(request: Request) -> Response:
     settings = services.settings
     call = parse_alias(await read_params(request, settings.max_body_bytes))
     source = await _authenticate(request, services, call.sid)
-    check_signature(source, call.destid, call.destsign)
-    check_alias_source(source, call.srcid, call.destid, call.srcsign)
-    batch = alias_batch(call, source.id, request_meta(request, masked=settings.mask_ip))
+    signed = check_signature(source, call.destid, call.destsign)
+    signed = check_alias_source(source, call.srcid, call.destid, call.srcsign) and signed
+    batch = trusted(
+        alias_batch(call, source.id, request_meta(request, masked=settings.mask_ip)), source, signed
+    )
     (result,) = await services.writer.write([batch])
     return render(request, call.pixel, result.profile_id)
 
