@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from trackway import __version__
+from trackway import __version__, logsafe
 from trackway.api import demo, health, profiles
 from trackway.api import errors as api_errors
 from trackway.api import metrics as metrics_api
@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.metrics:
         app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     api_errors.install(app)
+    logsafe.install()
     app.include_router(health.router)
     for router in COLLECTOR_ROUTERS:
         app.include_router(router)
