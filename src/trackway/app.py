@@ -23,6 +23,7 @@ from trackway.db.engine import make_engine
 from trackway.db.uow import SqlUnitOfWork
 from trackway.dialects import dispatch, insend, tracardi, tracify, tracker_script, tracktor
 from trackway.dialects.routes import lean_routes
+from trackway.limits import BodyDeadline
 from trackway.metrics import Metrics, RequestMetricsMiddleware
 from trackway.runtime import gc_thresholds
 from trackway.services import AppServices
@@ -97,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     if settings.metrics:
         app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
+    # Every request's body within its deadline; a client's hang-up mid-body a quiet 499.
+    app.add_middleware(BodyDeadline, timeout=settings.body_timeout_seconds)
     api_errors.install(app)
     logsafe.install()
     app.include_router(health.router)
