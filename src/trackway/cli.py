@@ -58,6 +58,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             "TRACKWAY_ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')",
             file=sys.stderr,
         )
+    from trackway.server import uvicorn_options
+
+    options = uvicorn_options(settings)
+    if options["limit_concurrency"] < settings.limit_concurrency:
+        print(
+            f"trackway: at most {options['limit_concurrency']} connections per worker "
+            f"(TRACKWAY_LIMIT_CONCURRENCY={settings.limit_concurrency} does not fit the open-file "
+            "limit, ulimit -n); more are answered 503",
+            file=sys.stderr,
+        )
     signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "trackway.app:create_app",
@@ -67,6 +77,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         log_level=settings.log_level,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        **options,
     )
     return 0
 
