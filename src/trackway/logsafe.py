@@ -9,6 +9,7 @@ record of Trackway's loggers and of uvicorn's error logger (which logs an except
 escaped the app): an exception becomes its traceback's frames, each exception's type, and
 for database errors the SQLSTATE and the constraint, table and column names, which are
 schema, not data. Its message is left out, and so is any exception passed as an argument.
+uvicorn's access log keeps each request's path, not its query string (``AccessLogFilter``).
 
 A base-layer module: it imports nothing from Trackway.
 """
@@ -83,7 +84,20 @@ def _redact_args(args: Any) -> Any:
     return args
 
 
+class AccessLogFilter(logging.Filter):
+    """uvicorn's access log without query strings: Tracktor's and InSend's GET calls carry
+    emails, person ids and properties there (``/set?sid=...&data={"email": ...}``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        # uvicorn: '%s - "%s %s HTTP/%s" %d' % (client, method, path?query, version, status)
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (args[0], args[1], args[2].partition("?")[0] + "?[query redacted]", *args[3:])
+        return True
+
+
 _FILTER: Final = RedactingFilter()
+_ACCESS_FILTER: Final = AccessLogFilter()
 
 
 def install() -> None:
@@ -102,3 +116,6 @@ def install() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+    access = logging.getLogger("uvicorn.access")
+    if _ACCESS_FILTER not in access.filters:
+        access.addFilter(_ACCESS_FILTER)

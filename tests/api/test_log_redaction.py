@@ -101,3 +101,14 @@ def test_the_filter_covers_child_loggers_and_exception_arguments(caplog) -> None
     logged = everything_logged(caplog)
     assert EMAIL not in logged
     assert "ValueError" in logged and "retry 1 after ValueError" in logged
+
+
+def test_the_access_log_keeps_the_path_not_the_query(caplog) -> None:
+    logsafe.install()
+    caplog.set_level(logging.INFO)
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "203.0.113.7:4000", "GET", f"/set?sid=s&data={EMAIL}", "1.1", 200
+    )
+    logged = everything_logged(caplog)
+    assert EMAIL not in logged
+    assert '"GET /set?[query redacted] HTTP/1.1" 200' in logged
