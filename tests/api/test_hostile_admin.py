@@ -147,3 +147,16 @@ async def test_hostile_source_patch_is_422_and_changes_nothing(client, body, loc
 async def test_hostile_source_path_id_is_422(client, uow, path, loc) -> None:
     response = await client.patch(f"/api/sources/{path}", headers=ADMIN, json={"enabled": False})
     assert_422(response, loc)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"demo": True}])
+@pytest.mark.parametrize(
+    ("url", "loc"),
+    [
+        ("/demo?source=a%00b", ["query", "source"]),
+        ("/demo/events?source=a%00b&profile=p", ["query", "source"]),
+        ("/demo/events?source=s&profile=a%00b", ["query", "profile"]),
+    ],
+)
+async def test_hostile_demo_ids_are_422(client, url, loc) -> None:
+    assert_422(await client.get(url), loc)
