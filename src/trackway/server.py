@@ -7,6 +7,8 @@ response. A few hundred such connections (slowloris) held every file descriptor 
 process, and every new request failed. This protocol arms a timer when a connection opens
 and when the next request's first bytes arrive after an answer; a request whose headers
 are not complete when it fires gets a 408 with a JSON body and the connection is closed.
+(Half a request pipelined in the same packet as a whole one is left to uvicorn's
+keep-alive timer, armed after that answer; a byte more re-arms this deadline.)
 Headers are bounded in size as well (uvicorn's httptools parser keeps them all): more than
 ``MAX_HEADER_BYTES`` before the headers end is a 431.
 
