@@ -18,7 +18,8 @@ from trackway.services import Services
 
 router = APIRouter(prefix="/api", tags=["read"], dependencies=[AdminAuth])
 
-#: ``kind:value``: a kind (32 characters at most) and a value as long as an identity's.
+#: ``kind:value``: a kind and a value; up to 1024 characters for an email address (it is hashed),
+#: other values longer than any stored one (255) find nothing.
 Identity = Annotated[
     str,
     Query(
