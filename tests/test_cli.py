@@ -34,13 +34,22 @@ def test_sources_create_list_update(sqlite_env: Path, capsys: pytest.CaptureFixt
     assert tracify["secret"]  # generated and shown once created
 
     assert main(["sources", "list"]) == 0
-    listed = json.loads(capsys.readouterr().out)
+    output = capsys.readouterr().out
+    listed = json.loads(output)
     assert [s["id"] for s in listed] == [created["id"], "srv-1"]
+    assert [s["has_secret"] for s in listed] == [False, True]
+    assert tracify["secret"] not in output
+    assert all("secret" not in s for s in listed)
 
     assert main(["sources", "update", "srv-1", "--disable", "--signed-only"]) == 0
     updated = json.loads(capsys.readouterr().out)
     assert updated["enabled"] is False
     assert updated["signed_only"] is True
+    assert "secret" not in updated and updated["has_secret"] is True
+
+    assert main(["sources", "update", "srv-1", "--rotate-secret"]) == 0
+    rotated = json.loads(capsys.readouterr().out)
+    assert rotated["secret"] and rotated["secret"] != tracify["secret"]
 
 
 def test_errors_are_reported_not_raised(sqlite_env: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from trackway import __version__
-from trackway.api import demo, health, profiles
+from trackway import __version__, logsafe
+from trackway.api import demo, health, openapi, profiles
 from trackway.api import errors as api_errors
 from trackway.api import metrics as metrics_api
 from trackway.api import sources as sources_api
@@ -24,6 +24,7 @@ from trackway.db.engine import make_engine
 from trackway.db.uow import SqlUnitOfWork
 from trackway.dialects import dispatch, insend, tracardi, tracify, tracker_script, tracktor
 from trackway.dialects.routes import lean_routes
+from trackway.limits import BodyDeadline
 from trackway.metrics import Metrics, RequestMetricsMiddleware
 from trackway.runtime import gc_thresholds
 from trackway.services import AppServices
@@ -102,7 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     if settings.metrics:
         app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
+    # Every request's body within its deadline; a client's hang-up mid-body a quiet 499.
+    app.add_middleware(BodyDeadline, timeout=settings.body_timeout_seconds)
     api_errors.install(app)
+    logsafe.install()
     app.include_router(health.router)
     for router in COLLECTOR_ROUTERS:
         app.include_router(router)
@@ -113,4 +117,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(profiles.router)
     app.include_router(demo.router)
     app.include_router(metrics_api.router)
+    openapi.install(app)
     return app

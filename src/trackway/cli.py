@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from trackway import jsonutil
+from trackway.api.sources import source_view
 from trackway.core import sources as source_service
 from trackway.core.sources import DIALECTS
 from trackway.db.engine import make_engine
@@ -56,6 +58,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             "TRACKWAY_ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')",
             file=sys.stderr,
         )
+    from trackway.server import uvicorn_options
+
+    options = uvicorn_options(settings)
+    if options["limit_concurrency"] < settings.limit_concurrency:
+        print(
+            f"trackway: at most {options['limit_concurrency']} connections per worker "
+            f"(TRACKWAY_LIMIT_CONCURRENCY={settings.limit_concurrency} does not fit the open-file "
+            "limit, ulimit -n); more are answered 503",
+            file=sys.stderr,
+        )
     signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "trackway.app:create_app",
@@ -65,6 +77,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         log_level=settings.log_level,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        **options,
     )
     return 0
 
@@ -120,12 +133,12 @@ def _sources(args: argparse.Namespace, settings: Settings) -> int:
             )
 
         info = asyncio.run(_with_uow(settings, action))
-        _print_json(info.public())
+        _print_json(source_view(info, show_secret=True))  # the one time the secret is shown
         if info.dialect == "tracardi":
             _print_snippet(info.id, settings)
     elif args.sources_command == "list":
         items = asyncio.run(_with_uow(settings, source_service.list_sources))
-        _print_json([info.public() for info in items])
+        _print_json([source_view(info) for info in items])
     elif args.sources_command == "update":
         changes: dict[str, Any] = {}
         if args.enabled is not None:
@@ -134,6 +147,8 @@ def _sources(args: argparse.Namespace, settings: Settings) -> int:
             changes["signed_only"] = args.signed_only
         if args.secret is not None:
             changes["secret"] = args.secret
+        elif args.rotate_secret:
+            changes["secret"] = secrets.token_urlsafe(32)
         if args.name is not None:
             changes["name"] = args.name
         if args.origin is not None:
@@ -142,7 +157,8 @@ def _sources(args: argparse.Namespace, settings: Settings) -> int:
         async def update(uow: SqlUnitOfWork) -> Any:
             return await source_service.update_source(uow, args.source_id, changes)
 
-        _print_json(asyncio.run(_with_uow(settings, update)).public())
+        updated = asyncio.run(_with_uow(settings, update))
+        _print_json(source_view(updated, show_secret="secret" in changes))
     return 0
 
 
@@ -170,11 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--secret", help="signing secret (generated for tracify when omitted)")
     create.add_argument("--signed-only", action="store_true", help="accept only signed identities")
     create.add_argument("--origin", action="append", help="allowed CORS origin (repeat; default: any)")
-    source_commands.add_parser("list", help="print every source as JSON")
+    source_commands.add_parser("list", help="print every source as JSON (secrets as has_secret)")
     update = source_commands.add_parser("update", help="change a source and print it as JSON")
     update.add_argument("source_id")
     update.add_argument("--name")
-    update.add_argument("--secret")
+    secret = update.add_mutually_exclusive_group()
+    secret.add_argument("--secret", help="set the signing secret (printed back once)")
+    secret.add_argument(
+        "--rotate-secret", action="store_true", help="replace the secret by a generated one, printed once"
+    )
     toggle = update.add_mutually_exclusive_group()
     toggle.add_argument("--enable", dest="enabled", action="store_const", const=True)
     toggle.add_argument("--disable", dest="enabled", action="store_const", const=False)

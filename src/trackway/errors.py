@@ -68,6 +68,28 @@ class Conflict(TrackwayError):
     detail = "Already exists."
 
 
+class RequestTimeout(TrackwayError):
+    """The request's body did not arrive within ``body_timeout_seconds``: a stalled or
+    trickling upload must not hold a connection (and a file descriptor) for ever."""
+
+    status_code = 408
+    detail = "The request body did not arrive in time."
+
+    def headers(self) -> dict[str, str] | None:
+        # The unread rest of the body is still on the connection: it cannot serve another request.
+        return {"Connection": "close"}
+
+
+class ClientClosedRequest(TrackwayError):
+    """The client hung up before its request's body was complete: nobody is left to answer.
+
+    Counted as status 499 (nginx's "client closed request") in the metrics; no response reaches anyone.
+    """
+
+    status_code = 499
+    detail = "Client closed the request."
+
+
 class PayloadTooLarge(TrackwayError):
     """A body over ``max_body_bytes`` or a batch over ``max_batch_events``."""
 

@@ -67,6 +67,32 @@ class Settings(BaseSettings):
         description="Allocations between collections of the garbage collector's youngest "
         "generation while the server runs (CPython's default is 700; 0 leaves it alone).",
     )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="`trackway serve`: a connection that has not sent a request's whole headers "
+        "this long after it opened (or after its previous answer) gets a 408 and is closed.",
+    )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A request whose whole body has not arrived this long after its headers "
+        "gets a 408 (and the connection is closed).",
+    )
+    keep_alive_timeout_seconds: int = Field(
+        5, ge=1, le=300, description="`trackway serve`: an idle keep-alive connection is closed after this."
+    )
+    limit_concurrency: int = Field(
+        1024,
+        ge=1,
+        description="`trackway serve`: most open connections per worker; a request over it gets a 503. "
+        "Lowered to fit the process's open-file limit (ulimit -n).",
+    )
+    backlog: int = Field(
+        2048, ge=1, description="`trackway serve`: connections the kernel queues before they are accepted."
+    )
     demo: bool = Field(False, description="Serve the demo page at /demo.")
     metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics (no auth); off: 404.")
     log_level: str = Field("info", description="uvicorn log level.")

@@ -39,9 +39,11 @@ async def test_create_list_and_patch_a_source(client) -> None:
     assert source["enabled"] is True
     assert source["allowed_origins"] == ["https://shop.example"]
     assert source["secret"] is None
+    assert source["has_secret"] is False
 
     listed = (await client.get("/api/sources", headers=ADMIN)).json()["items"]
     assert [s["id"] for s in listed] == [source["id"]]
+    assert "secret" not in listed[0]
 
     ok = await client.post("/track", json=tracker_payload(source["id"], session="s"))
     assert ok.status_code == 200
@@ -108,3 +110,31 @@ async def test_signed_only_and_secret_can_be_changed(client) -> None:
     assert changed.status_code == 200
     assert changed.json()["signed_only"] is True
     assert changed.json()["secret"] == "2D8CarQ4rX3WvH6TK7DpJDk5"
+
+
+async def test_a_secret_is_shown_at_creation_and_rotation_never_in_lists(client) -> None:
+    created = (
+        await client.post("/api/sources", headers=ADMIN, json={"name": "srv", "dialect": "tracify"})
+    ).json()
+    secret = created["secret"]
+    assert created["has_secret"] is True and len(secret) >= 32
+
+    listing = await client.get("/api/sources", headers=ADMIN)
+    assert secret not in listing.text
+    assert listing.json()["items"][0]["has_secret"] is True
+    assert "secret" not in listing.json()["items"][0]
+
+    renamed = await client.patch(f"/api/sources/{created['id']}", headers=ADMIN, json={"name": "renamed"})
+    assert renamed.status_code == 200
+    assert "secret" not in renamed.json() and secret not in renamed.text
+    assert renamed.json()["has_secret"] is True
+
+    rotated = await client.patch(f"/api/sources/{created['id']}", headers=ADMIN, json={"rotate_secret": True})
+    assert rotated.status_code == 200, rotated.text
+    new_secret = rotated.json()["secret"]
+    assert len(new_secret) >= 32 and new_secret != secret
+    assert new_secret not in (await client.get("/api/sources", headers=ADMIN)).text
+
+    cleared = await client.patch(f"/api/sources/{created['id']}", headers=ADMIN, json={"secret": None})
+    assert cleared.status_code == 200
+    assert cleared.json()["secret"] is None and cleared.json()["has_secret"] is False

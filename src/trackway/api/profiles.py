@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from pydantic import AfterValidator
 
 from trackway.api.deps import AdminAuth, Limit
+from trackway.api.inputs import MAX_ID_LENGTH, PathId, storable_text
 from trackway.core.identity import email_sha256
 from trackway.db import queries
 from trackway.errors import NotFound, ValidationFailed
@@ -14,19 +18,37 @@ from trackway.services import Services
 
 router = APIRouter(prefix="/api", tags=["read"], dependencies=[AdminAuth])
 
+#: ``kind:value``: a kind and a value; up to 1024 characters for an email address (it is hashed),
+#: other values longer than any stored one (255) find nothing.
+Identity = Annotated[
+    str,
+    Query(
+        min_length=3,
+        max_length=32 + 1 + 1024,
+        description="kind:value, e.g. person:42 (with source=), email_sha256:<hex>, or email:<address>",
+    ),
+    AfterValidator(storable_text),
+]
+SourceScope = Annotated[
+    str | None,
+    Query(max_length=128, description="Scope of a source-local kind (person, guest...)."),
+    AfterValidator(lambda value: None if value is None else storable_text(value)),
+]
+Cursor = Annotated[str | None, Query(max_length=4096, description="next_cursor of the previous page.")]
+
 
 @router.get("/profiles")
 async def find_profiles(
     services: Services,
-    identity: str = Query(
-        ...,
-        description="kind:value, e.g. person:42 (with source=), email_sha256:<hex>, or email:<address>",
-    ),
-    source: str | None = Query(None, description="Scope of a source-local kind (person, guest...)."),
+    identity: Identity,
+    source: SourceScope = None,
 ) -> Response:
+    """Profiles holding an identity. A value longer than any stored one finds nothing."""
     kind, sep, value = identity.partition(":")
     if not sep or not kind or not value:
         raise ValidationFailed.field(("query", "identity"), "expected kind:value")
+    if len(kind) > 32 or (kind != "email" and len(value) > MAX_ID_LENGTH):
+        return json_response({"items": []})
     scope = source
     if kind == "email":
         kind, value, scope = "email_sha256", email_sha256(value), ""
@@ -38,7 +60,7 @@ async def find_profiles(
 
 
 @router.get("/profiles/{profile_id}")
-async def get_profile(profile_id: str, services: Services) -> Response:
+async def get_profile(profile_id: PathId, services: Services) -> Response:
     async with services.uow.read() as db:
         view = await queries.profile_view(db, profile_id)
     if view is None:
@@ -48,10 +70,10 @@ async def get_profile(profile_id: str, services: Services) -> Response:
 
 @router.get("/profiles/{profile_id}/events")
 async def profile_events(
-    profile_id: str,
+    profile_id: PathId,
     services: Services,
     limit: Limit = 100,
-    cursor: str | None = Query(None, description="next_cursor of the previous page."),
+    cursor: Cursor = None,
 ) -> Response:
     after = None
     if cursor:
@@ -68,7 +90,7 @@ async def profile_events(
 
 
 @router.get("/sessions/{session_id}")
-async def get_session(session_id: str, services: Services) -> Response:
+async def get_session(session_id: PathId, services: Services) -> Response:
     async with services.uow.read() as db:
         view = await queries.session_view(db, session_id)
     if view is None:

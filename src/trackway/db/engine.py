@@ -26,6 +26,9 @@ def make_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
     """
     url = settings.database_url
     kwargs: dict[str, Any] = {
+        # A statement's parameters are visitors' data and sources' secrets: never in an
+        # error's text, which ends up in logs (logsafe.py redacts the rest).
+        "hide_parameters": True,
         "json_serializer": jsonutil.dumps_str,
         "json_deserializer": jsonutil.loads,
     }

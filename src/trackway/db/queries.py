@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -112,12 +112,26 @@ def encode_cursor(time: datetime, event_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Raises ``ValueError`` for a cursor this server did not hand out."""
+    """Raises ``ValueError`` for a cursor this server did not hand out.
+
+    Only what ``encode_cursor`` makes gets through: a time with its zone (a naive one
+    cannot be compared with a stored UTC time: it was a 500) and an event id that fits
+    the column, without the characters no database stores.
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         time_text, event_id = jsonutil.loads(raw)
-        return datetime.fromisoformat(time_text), str(event_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
+        if not isinstance(time_text, str) or not isinstance(event_id, str):
+            raise TypeError("a cursor is [time, event id]")
+        time = datetime.fromisoformat(time_text)
+        if time.tzinfo is None:
+            raise ValueError("a cursor's time has its zone")
+        time = time.astimezone(UTC)
+        if len(event_id) > 36 or "\x00" in event_id:
+            raise ValueError("not an event id")
+        event_id.encode("utf-8")  # a lone surrogate: UnicodeEncodeError, a ValueError
+        return time, event_id
+    except (binascii.Error, ValueError, TypeError, OverflowError) as exc:
         raise ValueError("invalid cursor") from exc
 
 

@@ -1,0 +1,298 @@
+"""The OpenAPI document, completed: collector bodies and parameters, every error, the bearer scheme.
+
+The collector endpoints read their raw bodies themselves (``dialects/routes.py`` serves
+them as plain Starlette routes), so FastAPI sees no parameters and no body on them, and it
+documents no error a route raises itself. This module completes FastAPI's document once,
+after it is built: the request of every collector operation as the dialects really accept
+it (JSON, a form, the query string), the error answers of each operation (every error body
+is ``{"detail": ...}``, the ``Error`` schema), and the bearer scheme of ``/api/*``. It lives
+here, not in the dialects' route registrations, so that what is documented can be read in
+one place and the dialects' parsing stays untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from trackway.dialects.tracardi import TrackerPayload
+
+_JSON: Final = "application/json"
+_FORM: Final = "application/x-www-form-urlencoded"
+
+#: Why each error status is answered; an operation lists those it can give.
+ERROR_REASONS: Final[dict[int, str]] = {
+    400: "The request could not be read.",
+    401: "Missing or invalid credentials: the admin bearer token, or an unknown source.",
+    403: "A signature that does not verify, or an Origin the source does not allow.",
+    404: "Nothing has this id.",
+    405: "The path does not take this method; `Allow` lists those it does.",
+    408: "The body did not arrive within TRACKWAY_BODY_TIMEOUT_SECONDS.",
+    409: "The id is taken.",
+    413: "The body is over TRACKWAY_MAX_BODY_BYTES, or the batch over TRACKWAY_MAX_BATCH_EVENTS.",
+    415: "The body is not of a media type this operation reads.",
+    422: "The input parsed but is wrong; `detail` lists each problem with its `loc`.",
+    503: "The database cannot be reached, or too many connections are open: retry later.",
+}
+
+ERROR_SCHEMA: Final = {
+    "title": "Error",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["loc", "msg", "type"],
+                        "properties": {
+                            "loc": {
+                                "type": "array",
+                                "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                            },
+                            "msg": {"type": "string"},
+                            "type": {"type": "string"},
+                        },
+                    },
+                },
+            ]
+        }
+    },
+}
+
+_TEXT: Final = {"type": "string", "maxLength": 4096}
+
+
+def _param(name: str, description: str, *, required: bool = False, where: str = "query") -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required, "description": description, "schema": _TEXT}
+
+
+def _form(fields: dict[str, str], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "schema": {
+            "type": "object",
+            "properties": {name: {**_TEXT, "description": text} for name, text in fields.items()},
+            "required": list(required),
+        }
+    }
+
+
+_TRACKTOR_COMMON: Final = {
+    "sid": "The source id (a tracktor source).",
+    "ts": "Unix seconds of the call (an integer); absent: the receive time.",
+    "pixel": "1: answer with a 1x1 GIF instead of JSON.",
+}
+_TRACKTOR_FIELDS: Final[dict[str, dict[str, str]]] = {
+    "/set": {
+        **_TRACKTOR_COMMON,
+        "id": "The person id (1-255 characters).",
+        "sign": "Hex HMAC-SHA256 of id, keyed with the source secret (secure mode).",
+        "data": "A JSON object: the person's properties (null removes one).",
+    },
+    "/track": {
+        **_TRACKTOR_COMMON,
+        "id": "The person id (1-255 characters).",
+        "sign": "Hex HMAC-SHA256 of id, keyed with the source secret (secure mode).",
+        "action": "The event type (1-255 characters).",
+        "data": "A JSON object: the event's properties.",
+    },
+    "/alias": {
+        **_TRACKTOR_COMMON,
+        "srcid": "The person id merged away.",
+        "destid": "The person id that stays.",
+        "srcsign": "Signature of srcid (secure mode, an identified srcid).",
+        "destsign": "Signature of destid (secure mode).",
+    },
+}
+_INSEND_FIELDS: Final = {
+    "app_key": "The source id (an insend source).",
+    "visitor_uid": "A registered visitor's id.",
+    "guest_uid": "An anonymous guest's id.",
+    "data": 'A JSON string: {"type", "properties", "visitor_info", "url", ...}.',
+}
+_TRACIFY_BODY: Final = {
+    "type": "object",
+    "required": ["events"],
+    "properties": {
+        "events": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["url", "customer_site_id", "identity_data", "datetime", "type", "data"],
+                "properties": {
+                    "url": {"type": "string"},
+                    "customer_site_id": {"type": "string", "maxLength": 128},
+                    "identity_data": {
+                        "type": "object",
+                        "description": "SHA-256 hex hash: identity type 1 (email) to 4 (user agent).",
+                        "additionalProperties": {"type": "integer", "enum": [1, 2, 3, 4]},
+                    },
+                    "datetime": {"type": "string", "description": "%Y-%m-%d %H:%M:%S, UTC."},
+                    "type": {
+                        "type": "string",
+                        "enum": ["pageview", "productview", "addtocart", "purchase", "conversion"],
+                    },
+                    "data": {"type": "object", "description": "origin, order_id, currency, amount, ITEMn..."},
+                },
+            },
+        }
+    },
+}
+_GIF: Final = {"image/gif": {"schema": {"type": "string", "format": "binary"}}}
+
+
+def _tracktor(path: str, method: str) -> dict[str, Any]:
+    fields = _TRACKTOR_FIELDS[path]
+    required = {
+        "/set": ("sid", "id"),
+        "/track": ("sid", "id", "action"),
+        "/alias": ("sid", "srcid", "destid"),
+    }
+    operation: dict[str, Any] = {"success_content": {_JSON: {}, **_GIF}}
+    if method == "get":
+        operation["parameters"] = [_param(n, t, required=n in required[path]) for n, t in fields.items()]
+        operation["errors"] = (401, 403, 413, 422, 503)
+    else:
+        operation["requestBody"] = {"required": True, "content": {_FORM: _form(fields, required[path])}}
+        operation["errors"] = (401, 403, 408, 413, 415, 422, 503)
+    return operation
+
+
+def _collector_operations(model_schemas: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """What FastAPI cannot see of each collector operation: its request and its errors."""
+    tracardi_schema = model_schemas["TrackerPayload"]
+    return {
+        ("/track", "post"): {
+            "requestBody": {
+                "required": True,
+                "description": "Tracardi's tracker payload (JSON, also as text/plain from sendBeacon), or "
+                "Tracktor's /track fields as a form.",
+                "content": {
+                    _JSON: {"schema": tracardi_schema},
+                    "text/plain": {"schema": {"type": "string"}},
+                    _FORM: _form(_TRACKTOR_FIELDS["/track"], ("sid", "id", "action")),
+                },
+            },
+            "success_content": {_JSON: {}, **_GIF},
+            "errors": (401, 403, 408, 413, 422, 503),
+        },
+        ("/track", "get"): _tracktor("/track", "get"),
+        ("/set", "get"): _tracktor("/set", "get"),
+        ("/set", "post"): _tracktor("/set", "post"),
+        ("/alias", "get"): _tracktor("/alias", "get"),
+        ("/alias", "post"): _tracktor("/alias", "post"),
+        ("/watch/event", "post"): {
+            "parameters": [_param(n, t) for n, t in _INSEND_FIELDS.items()],
+            "requestBody": {
+                "required": False,
+                "description": "The same fields as a form body (a form field wins over the query's).",
+                "content": {_FORM: _form(_INSEND_FIELDS)},
+            },
+            "errors": (401, 403, 408, 413, 415, 422, 503),
+        },
+        ("/tracify/events", "post"): {
+            "parameters": [
+                _param("X-API-Key", "The tracify source's secret.", required=True, where="header")
+            ],
+            "requestBody": {"required": True, "content": {_JSON: {"schema": _TRACIFY_BODY}}},
+            "errors": (401, 403, 408, 413, 422, 503),
+        },
+        ("/tracker", "get"): {
+            "parameters": [
+                _param("If-None-Match", "An ETag of the script held by the client.", where="header")
+            ],
+            "extra_responses": {"304": {"description": "The client's copy is current."}},
+            "success_content": {"text/javascript": {"schema": {"type": "string"}}},
+            "errors": (),
+        },
+    }
+
+
+#: Errors of the admin and read API, beyond FastAPI's 422, by operation.
+_API_ERRORS: Final[dict[tuple[str, str], tuple[int, ...]]] = {
+    ("/api/sources", "post"): (400, 401, 408, 409, 413, 503),
+    ("/api/sources", "get"): (401, 503),
+    ("/api/sources/{source_id}", "patch"): (400, 401, 404, 408, 413, 503),
+    ("/api/profiles", "get"): (401, 503),
+    ("/api/profiles/{profile_id}", "get"): (401, 404, 503),
+    ("/api/profiles/{profile_id}/events", "get"): (401, 404, 503),
+    ("/api/sessions/{session_id}", "get"): (401, 404, 503),
+    ("/readyz", "get"): (503,),
+}
+
+
+def _error_responses(codes: tuple[int, ...]) -> dict[str, Any]:
+    return {
+        str(code): {
+            "description": ERROR_REASONS[code],
+            "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for code in codes
+    }
+
+
+def _lift_defs(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic model's JSON schema with its ``$defs`` moved into the document's components."""
+    for name, definition in schema.pop("$defs", {}).items():
+        components.setdefault(name, definition)
+    return schema
+
+
+def complete(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` (FastAPI's) with the collector requests, every error and the bearer scheme."""
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["Error"] = ERROR_SCHEMA
+    ref = "#/components/schemas/{model}"
+    schemas["TrackerPayload"] = _lift_defs(TrackerPayload.model_json_schema(ref_template=ref), schemas)
+    model_schemas = {"TrackerPayload": {"$ref": "#/components/schemas/TrackerPayload"}}
+    collectors = _collector_operations(model_schemas)
+    for path, item in document.get("paths", {}).items():
+        for method, operation in item.items():
+            extra = collectors.get((path, method))
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            if extra is not None:
+                if "parameters" in extra:
+                    operation["parameters"] = extra["parameters"]
+                if "requestBody" in extra:
+                    operation["requestBody"] = extra["requestBody"]
+                if "success_content" in extra:
+                    responses["200"]["content"] = {
+                        media: content or {"schema": {}}
+                        for media, content in extra["success_content"].items()
+                    }
+                responses.update(extra.get("extra_responses", {}))
+                codes: tuple[int, ...] = extra["errors"]
+            else:
+                codes = _API_ERRORS.get((path, method), ())
+            if "422" in responses:  # FastAPI's own shape; Trackway answers every error as Error
+                codes = (*codes, 422)
+            responses.update(_error_responses(tuple(sorted(set(codes)))))
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if not any(unused in str(item) for item in document.get("paths", {}).values()):
+            schemas.pop(unused, None)
+    return document
+
+
+def install(app: FastAPI) -> None:
+    """Serve the completed document at ``/openapi.json`` (built once, on the first request)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = complete(document)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
