@@ -22,7 +22,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("profiles") as batch:
-        batch.add_column(sa.Column("protected", sa.Boolean(), server_default=sa.text("false"), nullable=False))
+        batch.add_column(
+            sa.Column("protected", sa.Boolean(), server_default=sa.text("false"), nullable=False)
+        )
 
 
 def downgrade() -> None:
