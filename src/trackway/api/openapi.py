@@ -203,13 +203,17 @@ def _collector_operations(model_schemas: dict[str, Any]) -> dict[tuple[str, str]
             "requestBody": {"required": True, "content": {_JSON: {"schema": _TRACIFY_BODY}}},
             "errors": (401, 403, 408, 413, 422, 503),
         },
-        ("/tracker", "get"): {
-            "parameters": [
-                _param("If-None-Match", "An ETag of the script held by the client.", where="header")
-            ],
-            "extra_responses": {"304": {"description": "The client's copy is current."}},
-            "success_content": {"text/javascript": {"schema": {"type": "string"}}},
-            "errors": (),
+        **{
+            (path, "get"): {
+                "parameters": [
+                    _param("If-None-Match", "An ETag of the script held by the client.", where="header")
+                ],
+                "extra_responses": {"304": {"description": "The client's copy is current."}},
+                "success_content": {"text/javascript": {"schema": {"type": "string"}}},
+                "errors": (),
+            }
+            # The same script where Trackway's snippet and Tracardi's loader line ask for it.
+            for path in ("/tracker", "/tracker/liliput.min.js")
         },
     }
 
