@@ -197,7 +197,7 @@ class GroupWrite:
         await self._load_visits({(b.source.id, b.visit_key) for b in batches if b.visit_key is not None})
         by_source: dict[str, set[str]] = {}
         for b in batches:
-            if _only_repeats(b):
+            if _only_repeats(b) and not self._names_a_profile(b):
                 by_source.setdefault(b.source.id, set()).update(str(e.dedup_key) for e in b.events)
         for source_id, dedup_keys in by_source.items():
             for key, row in (await self.store.stored_events(source_id, sorted(dedup_keys))).items():
@@ -318,9 +318,11 @@ class GroupWrite:
 
         It is answered with the profile the stored events belong to, even when it names
         other people than the first send did: a duplicate creates no profile, links no
-        identity and moves no clock. ``None``: the batch has something new to write.
+        identity and moves no clock. ``None``: the batch has something new to write, or names
+        a stored profile by its id (a Tracardi retry), which then answers as always: the hot
+        path of returning visitors pays no lookup for it.
         """
-        if not _only_repeats(batch):
+        if not _only_repeats(batch) or self._names_a_profile(batch):
             return None
         found = [self.stored.get((batch.source.id, str(e.dedup_key))) for e in batch.events]
         if None in found:
@@ -341,6 +343,10 @@ class GroupWrite:
             merged=[],
             keys=[],
         )
+
+    def _names_a_profile(self, batch: IngestBatch) -> bool:
+        """The batch's hint names a stored profile (loaded by the group's first statement)."""
+        return batch.profile_hint is not None and self.profiles.get(batch.profile_hint) is not None
 
     async def _owner(self, ref: IdentityRef) -> _Profile | None:
         """The live profile an identity names, as this group has left it."""
