@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -18,12 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trackway.core.batch import EventIn, IngestBatch, SourceRef
 from trackway.core.ingest import ingest
+from trackway.core.values import check_event_time, check_string, check_value
 from trackway.dialects._common import (
     as_utc,
     deep_merge,
     parse_model,
     read_body,
     request_meta,
+    url_parameters,
 )
 from trackway.errors import PayloadTooLarge
 from trackway.responses import json_response
@@ -83,7 +84,7 @@ def utm_of(context: dict[str, Any]) -> dict[str, str]:
     url = page.get("url") if isinstance(page, dict) else None
     if not isinstance(url, str):
         return {}
-    return {k: v for k, v in parse_qsl(urlsplit(url).query) if k.startswith("utm_")}
+    return url_parameters(url, ("utm_",))
 
 
 def session_context(context: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +99,30 @@ def session_context(context: dict[str, Any]) -> dict[str, Any]:
     if utm:
         captured["utm"] = utm
     return captured
+
+
+def check_values(payload: TrackerPayload) -> None:
+    """Every value the payload would store obeys the storable-value rule (core/values.py), or a 422.
+
+    ``source.id`` is left to authentication: a value that cannot name a source is a 401.
+    """
+    for name in ("context", "properties", "options"):
+        check_value(getattr(payload, name), ("body", name))
+    for name in ("session", "profile"):
+        ref = getattr(payload, name)
+        if ref is not None and ref.id is not None:
+            check_string(ref.id, ("body", name, "id"))
+    for index, event in enumerate(payload.events):
+        loc = ("body", "events", index)
+        check_string(event.type, (*loc, "type"))
+        if event.id is not None:
+            check_string(event.id, (*loc, "id"))
+        check_value(event.properties, (*loc, "properties"))
+        check_value(event.context, (*loc, "context"))
+        check_value(event.options, (*loc, "options"))
+        check_value(event.tags, (*loc, "tags"))
+        if event.time is not None:
+            check_event_time(event.time, (*loc, "time"))
 
 
 def to_batch(
@@ -160,6 +185,7 @@ async def track(request: Request) -> Response:
         raise PayloadTooLarge(
             f"{len(payload.events)} events is over the {settings.max_batch_events} event limit."
         )
+    check_values(payload)
     info = await services.sources.authenticate(
         payload.source.id, DIALECT, origin=request.headers.get("origin")
     )
