@@ -51,7 +51,6 @@ MSG_KEY_NUL = "Keys must not contain NUL characters (U+0000)."
 MSG_KEY_SURROGATE = "Keys must not contain lone surrogates (U+D800-U+DFFF)."
 MSG_INT = f"Integer out of range: integers must be within {INT_MIN} .. {INT_MAX} (signed 64-bit)."
 MSG_NOT_FINITE = "Numbers must be finite: no NaN, Infinity, or a value beyond a double's range."
-MSG_DEPTH = f"Nested deeper than {MAX_DEPTH} levels of objects and arrays."
 MSG_TIME = (
     f"Event time out of range: it must lie between {EARLIEST:%Y-%m-%dT%H:%MZ} and "
     f"{FUTURE_SLACK.days} day after the server's clock."
@@ -70,6 +69,13 @@ def string_problem(text: str) -> str | None:
     if not text.isascii() and _SURROGATE.search(text) is not None:
         return MSG_SURROGATE
     return None
+
+
+def printable_key(key: str) -> str:
+    """A key as a ``loc`` can name it: a lone surrogate cannot be written as JSON, so it is escaped."""
+    if key.isascii() or _SURROGATE.search(key) is None:
+        return key
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _key_problem(key: Any) -> str | None:
@@ -102,7 +108,7 @@ def _walk(value: Any, depth: int, max_depth: int) -> Problem | None:
         return None if math.isfinite(value) else ([], MSG_NOT_FINITE, "finite_number")
     if kind is dict:
         if depth >= max_depth:
-            return [], MSG_DEPTH, "too_deep"
+            return [], "", "too_deep"
         for key, item in value.items():
             problem = _key_problem(key)
             if problem is not None:
@@ -118,7 +124,7 @@ def _walk(value: Any, depth: int, max_depth: int) -> Problem | None:
         return None
     if kind is list or kind is tuple:
         if depth >= max_depth:
-            return [], MSG_DEPTH, "too_deep"
+            return [], "", "too_deep"
         for index, item in enumerate(value):
             found = _walk(item, depth + 1, max_depth)
             if found is not None:
@@ -149,6 +155,10 @@ def value_problem(value: Any, loc: Loc, max_depth: int = MAX_DEPTH) -> dict[str,
         return None
     path, msg, type_ = found
     path.reverse()
+    if type_ == "value_error" and path and type(path[-1]) is str and msg.startswith("Keys"):
+        path[-1] = printable_key(path[-1])
+    if type_ == "too_deep":
+        msg = f"Nested deeper than {max_depth} levels of objects and arrays."
     return {"loc": [*loc, *path], "msg": msg, "type": type_}
 
 

@@ -47,7 +47,7 @@ from trackway.core.batch import (
 )
 from trackway.core.identity import email_sha256
 from trackway.core.ingest import ingest
-from trackway.core.values import string_problem, value_problem
+from trackway.core.values import MAX_DEPTH, string_problem, value_problem
 from trackway.dialects._common import (
     Where,
     media_type,
@@ -434,7 +434,8 @@ def parse_data(params: Params) -> tuple[Data, _Properties, Loc]:
     if not isinstance(raw, dict):
         raise ValidationFailed.field(loc, "Must be a JSON string holding an object.", "dict_type")
     # What no database could store (NUL, a lone surrogate, a huge integer, too deep): a 422.
-    problem = value_problem(raw, loc)
+    # ``data`` is the envelope around the values: ``properties`` gets the depth every dialect allows.
+    problem = value_problem(raw, loc, MAX_DEPTH + 1)
     if problem is not None:
         raise ValidationFailed([problem])
     data: Data = _validate(Data, raw, loc)
