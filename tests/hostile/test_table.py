@@ -5,6 +5,7 @@ read API cannot answer for."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -77,20 +78,20 @@ def tracktor_query(**fields: str) -> str:
 # --- integers beyond 64 bits ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("payload", "loc"),
-    [
-        (tracardi_payload(properties={"n": BIG}), ["body", "events", 0, "properties", "n"]),
-        (tracardi_payload(context={"a": [1, -BIG]}), ["body", "events", 0, "context", "a", 1]),
-        (tracardi_payload(options={"o": 2**63}), ["body", "events", 0, "options", "o"]),
-        ({**tracardi_payload(), "properties": {"x": BIG}}, ["body", "properties", "x"]),
-        ({**tracardi_payload(), "context": {"x": BIG}}, ["body", "context", "x"]),
-        ({**tracardi_payload(), "options": {"x": BIG}}, ["body", "options", "x"]),
-    ],
-)
-async def test_tracardi_integer_beyond_64_bits_is_422(client, uow, payload, loc) -> None:
-    before = await row_counts(uow)
-    await refused(await post_json(client, "/track", payload), uow, before, loc)
+TRACARDI_INTEGER_BEYOND_64_BITS_IS_422_CASES = [
+    (tracardi_payload(properties={"n": BIG}), ["body", "events", 0, "properties", "n"]),
+    (tracardi_payload(context={"a": [1, -BIG]}), ["body", "events", 0, "context", "a", 1]),
+    (tracardi_payload(options={"o": 2**63}), ["body", "events", 0, "options", "o"]),
+    ({**tracardi_payload(), "properties": {"x": BIG}}, ["body", "properties", "x"]),
+    ({**tracardi_payload(), "context": {"x": BIG}}, ["body", "context", "x"]),
+    ({**tracardi_payload(), "options": {"x": BIG}}, ["body", "options", "x"]),
+]
+
+
+async def test_tracardi_integer_beyond_64_bits_is_422(client, uow) -> None:
+    for payload, loc in TRACARDI_INTEGER_BEYOND_64_BITS_IS_422_CASES:
+        before = await row_counts(uow)
+        await refused(await post_json(client, "/track", payload), uow, before, loc)
 
 
 async def test_signed_64_bit_integers_are_stored_exactly(client, uow) -> None:
@@ -135,21 +136,24 @@ async def test_insend_integer_beyond_64_bits_is_422(client, uow) -> None:
 # --- NaN, Infinity, 1e400: refused by every dialect -----------------------------------------
 
 
-@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e400"])
-async def test_non_finite_numbers_are_422_in_every_dialect(client, uow, token: str) -> None:
-    before = await row_counts(uow)
-    body = raw(tracardi_payload(properties={"x": "@"}), token)
-    await refused(await post_json(client, "/track", body), uow, before, None)
-    event = raw({"events": [tracify_event(note="@")]}, token)
-    response = await post_json(client, "/tracify/events", event, **{"X-API-Key": SECRET})
-    await refused(response, uow, before, None)
-    query = tracktor_query(id="u", action="a", data=raw({"x": "@"}, token))
-    await refused(
-        await client.get(f"/track?{query}"), uow, before, ["query", "data"] if token != "1e400" else None
-    )
-    data = raw({"type": "link", "properties": {"x": "@"}}, token)
-    fields = {"app_key": INSEND, "guest_uid": "g", "data": data}
-    await refused(await client.post("/watch/event", data=fields), uow, before, None)
+NON_FINITE_NUMBERS_ARE_422_IN_EVERY_DIALECT_CASES = ["NaN", "Infinity", "-Infinity", "1e400"]
+
+
+async def test_non_finite_numbers_are_422_in_every_dialect(client, uow) -> None:
+    for token in NON_FINITE_NUMBERS_ARE_422_IN_EVERY_DIALECT_CASES:
+        before = await row_counts(uow)
+        body = raw(tracardi_payload(properties={"x": "@"}), token)
+        await refused(await post_json(client, "/track", body), uow, before, None)
+        event = raw({"events": [tracify_event(note="@")]}, token)
+        response = await post_json(client, "/tracify/events", event, **{"X-API-Key": SECRET})
+        await refused(response, uow, before, None)
+        query = tracktor_query(id="u", action="a", data=raw({"x": "@"}, token))
+        await refused(
+            await client.get(f"/track?{query}"), uow, before, ["query", "data"] if token != "1e400" else None
+        )
+        data = raw({"type": "link", "properties": {"x": "@"}}, token)
+        fields = {"app_key": INSEND, "guest_uid": "g", "data": data}
+        await refused(await client.post("/watch/event", data=fields), uow, before, None)
 
 
 async def test_finite_numbers_name_the_field(client, uow) -> None:
@@ -165,25 +169,25 @@ async def test_finite_numbers_name_the_field(client, uow) -> None:
 # --- U+0000 ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("payload", "loc"),
-    [
-        (tracardi_payload(properties={"a\x00": 1}), ["body", "events", 0, "properties", "a\x00"]),
-        (tracardi_payload(properties={"a": "x\x00"}), ["body", "events", 0, "properties", "a"]),
-        (
-            tracardi_payload(context={"page": {"title": "\x00"}}),
-            ["body", "events", 0, "context", "page", "title"],
-        ),
-        ({"source": {"id": TRACARDI}, "events": [{"type": "page\x00view"}]}, ["body", "events", 0, "type"]),
-        (tracardi_payload(id="e\x00"), ["body", "events", 0, "id"]),
-        (tracardi_payload(tags=["ok", "t\x00"]), ["body", "events", 0, "tags", 1]),
-        ({**tracardi_payload(), "session": {"id": "s\x00"}}, ["body", "session", "id"]),
-        ({**tracardi_payload(), "profile": {"id": "\x00"}}, ["body", "profile", "id"]),
-    ],
-)
-async def test_tracardi_nul_is_422(client, uow, payload, loc) -> None:
-    before = await row_counts(uow)
-    await refused(await post_json(client, "/track", payload), uow, before, loc)
+TRACARDI_NUL_IS_422_CASES = [
+    (tracardi_payload(properties={"a\x00": 1}), ["body", "events", 0, "properties", "a\x00"]),
+    (tracardi_payload(properties={"a": "x\x00"}), ["body", "events", 0, "properties", "a"]),
+    (
+        tracardi_payload(context={"page": {"title": "\x00"}}),
+        ["body", "events", 0, "context", "page", "title"],
+    ),
+    ({"source": {"id": TRACARDI}, "events": [{"type": "page\x00view"}]}, ["body", "events", 0, "type"]),
+    (tracardi_payload(id="e\x00"), ["body", "events", 0, "id"]),
+    (tracardi_payload(tags=["ok", "t\x00"]), ["body", "events", 0, "tags", 1]),
+    ({**tracardi_payload(), "session": {"id": "s\x00"}}, ["body", "session", "id"]),
+    ({**tracardi_payload(), "profile": {"id": "\x00"}}, ["body", "profile", "id"]),
+]
+
+
+async def test_tracardi_nul_is_422(client, uow) -> None:
+    for payload, loc in TRACARDI_NUL_IS_422_CASES:
+        before = await row_counts(uow)
+        await refused(await post_json(client, "/track", payload), uow, before, loc)
 
 
 async def test_tracify_nul_is_422(client, uow) -> None:
@@ -199,37 +203,37 @@ async def test_tracify_nul_is_422(client, uow) -> None:
     await refused(response, uow, before, ["body", "events", 0, "data", "k\x00"])
 
 
-@pytest.mark.parametrize(
-    ("path", "fields", "loc"),
-    [
-        ("/set", {"id": "u", "data": json.dumps({"plan": "gold\x00"})}, ["query", "data", "plan"]),
-        ("/set", {"id": "u", "data": json.dumps({"pl\x00an": "gold"})}, ["query", "data", "pl\x00an"]),
-        ("/set", {"id": "u\x00", "data": "{}"}, ["query", "id"]),
-        ("/track", {"id": "u", "action": "a\x00"}, ["query", "action"]),
-        ("/alias", {"srcid": "a", "destid": "b\x00"}, ["query", "destid"]),
-    ],
-)
-async def test_tracktor_nul_is_422(client, uow, path, fields, loc) -> None:
-    before = await row_counts(uow)
-    await refused(await client.get(f"{path}?{tracktor_query(**fields)}"), uow, before, loc)
-    form = {"sid": TRACKTOR, **fields}
-    await refused(await client.post(path, data=form), uow, before, ["body", *loc[1:]])
+TRACKTOR_NUL_IS_422_CASES = [
+    ("/set", {"id": "u", "data": json.dumps({"plan": "gold\x00"})}, ["query", "data", "plan"]),
+    ("/set", {"id": "u", "data": json.dumps({"pl\x00an": "gold"})}, ["query", "data", "pl\x00an"]),
+    ("/set", {"id": "u\x00", "data": "{}"}, ["query", "id"]),
+    ("/track", {"id": "u", "action": "a\x00"}, ["query", "action"]),
+    ("/alias", {"srcid": "a", "destid": "b\x00"}, ["query", "destid"]),
+]
 
 
-@pytest.mark.parametrize(
-    ("fields", "loc"),
-    [
-        ({"guest_uid": "g\x00"}, ["body", "guest_uid"]),
-        ({"visitor_uid": "\x00"}, ["body", "visitor_uid"]),
-        ({"data": insend_data(properties={"note": "\x00"})}, ["body", "data", "properties", "note"]),
-        ({"data": insend_data(url="https://x/\x00")}, ["body", "data", "url"]),
-        ({"data": insend_data("link\x00")}, ["body", "data", "type"]),
-    ],
-)
-async def test_insend_nul_is_422(client, uow, fields, loc) -> None:
-    before = await row_counts(uow)
-    sent = {"app_key": INSEND, "guest_uid": "g", "data": insend_data(), **fields}
-    await refused(await client.post("/watch/event", data=sent), uow, before, loc)
+async def test_tracktor_nul_is_422(client, uow) -> None:
+    for path, fields, loc in TRACKTOR_NUL_IS_422_CASES:
+        before = await row_counts(uow)
+        await refused(await client.get(f"{path}?{tracktor_query(**fields)}"), uow, before, loc)
+        form = {"sid": TRACKTOR, **fields}
+        await refused(await client.post(path, data=form), uow, before, ["body", *loc[1:]])
+
+
+INSEND_NUL_IS_422_CASES = [
+    ({"guest_uid": "g\x00"}, ["body", "guest_uid"]),
+    ({"visitor_uid": "\x00"}, ["body", "visitor_uid"]),
+    ({"data": insend_data(properties={"note": "\x00"})}, ["body", "data", "properties", "note"]),
+    ({"data": insend_data(url="https://x/\x00")}, ["body", "data", "url"]),
+    ({"data": insend_data("link\x00")}, ["body", "data", "type"]),
+]
+
+
+async def test_insend_nul_is_422(client, uow) -> None:
+    for fields, loc in INSEND_NUL_IS_422_CASES:
+        before = await row_counts(uow)
+        sent = {"app_key": INSEND, "guest_uid": "g", "data": insend_data(), **fields}
+        await refused(await client.post("/watch/event", data=sent), uow, before, loc)
 
 
 # --- U+0000 in the source id: 401 before anything else --------------------------------------
@@ -262,20 +266,29 @@ async def test_nul_source_id_is_401_in_every_dialect(client, uow) -> None:
 # --- a URL that does not split ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "url", ["http://[x/", "http://[x/?utm_source=a", "https://ok.example/?utm_source=%00&utm_medium=m"]
-)
-async def test_tracardi_page_url_is_stored_as_given_without_utm(client, uow, url: str) -> None:
-    payload = {**tracardi_payload(), "context": {"page": {"url": url}}, "session": {"id": "s-1"}}
-    response = await post_json(client, "/track", payload)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    events = (await client.get(f"/api/profiles/{body['profile']['id']}/events", headers=ADMIN)).json()
-    assert events["items"][0]["context"]["page"]["url"] == url
-    session = (await client.get(f"/api/sessions/{body['session']['id']}", headers=ADMIN)).json()
-    assert session["context"]["landing_page"] == url
-    expected_utm = {"utm_medium": "m"} if url.startswith("https://ok") else None
-    assert session["context"].get("utm") == expected_utm
+TRACARDI_PAGE_URL_IS_STORED_AS_GIVEN_WITHOUT_UTM_CASES = [
+    "http://[x/",
+    "http://[x/?utm_source=a",
+    "https://ok.example/?utm_source=%00&utm_medium=m",
+]
+
+
+async def test_tracardi_page_url_is_stored_as_given_without_utm(client, uow) -> None:
+    for url in TRACARDI_PAGE_URL_IS_STORED_AS_GIVEN_WITHOUT_UTM_CASES:
+        payload = {
+            **tracardi_payload(),
+            "context": {"page": {"url": url}},
+            "session": {"id": str(uuid.uuid4())},
+        }
+        response = await post_json(client, "/track", payload)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        events = (await client.get(f"/api/profiles/{body['profile']['id']}/events", headers=ADMIN)).json()
+        assert events["items"][0]["context"]["page"]["url"] == url
+        session = (await client.get(f"/api/sessions/{body['session']['id']}", headers=ADMIN)).json()
+        assert session["context"]["landing_page"] == url
+        expected_utm = {"utm_medium": "m"} if url.startswith("https://ok") else None
+        assert session["context"].get("utm") == expected_utm
 
 
 async def test_insend_url_that_does_not_split_is_kept(client, uow) -> None:
@@ -301,39 +314,46 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
-@pytest.mark.parametrize(
-    "time",
-    [
-        "0001-01-01T00:00:00+01:00",
-        "9999-12-31T23:59:59-01:00",
-        "0001-01-01T00:00:00Z",
-        "0999-06-01T00:00:00Z",
-        "1969-12-31T23:59:59Z",
-        "1970-01-01T00:30:00+01:00",
-        "FUTURE",
-    ],
-)
-async def test_tracardi_event_time_out_of_range_is_422(client, uow, time: str) -> None:
-    if time == "FUTURE":
-        time = _iso(datetime.now(UTC) + timedelta(days=2))
-    before = await row_counts(uow)
-    response = await post_json(client, "/track", tracardi_payload(time=time))
-    await refused(response, uow, before, ["body", "events", 0, "time"])
+TRACARDI_EVENT_TIME_OUT_OF_RANGE_IS_422_CASES = [
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-01:00",
+    "0001-01-01T00:00:00Z",
+    "0999-06-01T00:00:00Z",
+    "1969-12-31T23:59:59Z",
+    "1970-01-01T00:30:00+01:00",
+    "FUTURE",
+]
 
 
-@pytest.mark.parametrize("time", ["1970-01-01T00:00:00Z", "1970-01-01T01:00:00+01:00", "NEAR_FUTURE"])
-async def test_tracardi_event_time_in_range_is_stored_and_readable(client, uow, time: str) -> None:
-    if time == "NEAR_FUTURE":
-        time = _iso(datetime.now(UTC) + timedelta(hours=23))
-    response = await post_json(client, "/track", tracardi_payload(time=time))
-    assert response.status_code == 200, response.text
-    await readable(client, response.json()["profile"]["id"])
-    events = (
-        await client.get(f"/api/profiles/{response.json()['profile']['id']}/events", headers=ADMIN)
-    ).json()
-    assert datetime.fromisoformat(events["items"][0]["time"]) == datetime.fromisoformat(
-        time.replace("Z", "+00:00")
-    )
+async def test_tracardi_event_time_out_of_range_is_422(client, uow) -> None:
+    for time in TRACARDI_EVENT_TIME_OUT_OF_RANGE_IS_422_CASES:
+        if time == "FUTURE":
+            time = _iso(datetime.now(UTC) + timedelta(days=2))
+        before = await row_counts(uow)
+        response = await post_json(client, "/track", tracardi_payload(time=time))
+        await refused(response, uow, before, ["body", "events", 0, "time"])
+
+
+TRACARDI_EVENT_TIME_IN_RANGE_IS_STORED_AND_READABLE_CASES = [
+    "1970-01-01T00:00:00Z",
+    "1970-01-01T01:00:00+01:00",
+    "NEAR_FUTURE",
+]
+
+
+async def test_tracardi_event_time_in_range_is_stored_and_readable(client, uow) -> None:
+    for time in TRACARDI_EVENT_TIME_IN_RANGE_IS_STORED_AND_READABLE_CASES:
+        if time == "NEAR_FUTURE":
+            time = _iso(datetime.now(UTC) + timedelta(hours=23))
+        response = await post_json(client, "/track", tracardi_payload(time=time))
+        assert response.status_code == 200, response.text
+        await readable(client, response.json()["profile"]["id"])
+        events = (
+            await client.get(f"/api/profiles/{response.json()['profile']['id']}/events", headers=ADMIN)
+        ).json()
+        assert datetime.fromisoformat(events["items"][0]["time"]) == datetime.fromisoformat(
+            time.replace("Z", "+00:00")
+        )
 
 
 async def test_other_dialects_event_times_are_in_the_same_range(client, uow) -> None:
@@ -361,37 +381,40 @@ async def test_other_dialects_event_times_are_in_the_same_range(client, uow) -> 
 # --- Tracify: a type that is no string -------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", [{}, [], 7, None])
-async def test_tracify_odd_type_is_401_with_a_bad_key_and_422_with_the_right_one(client, uow, kind) -> None:
-    before = await row_counts(uow)
-    body = {"events": [{**tracify_event(), "type": kind}]}
-    for key in ("wrong", SECRET[:-1]):
-        response = await post_json(client, "/tracify/events", body, **{"X-API-Key": key})
-        await refused(response, uow, before, None, 401)
-        assert response.json() == INVALID_SOURCE
-    response = await post_json(client, "/tracify/events", body, **{"X-API-Key": SECRET})
-    await refused(response, uow, before, ["body", "events", 0, "type"])
+TRACIFY_ODD_TYPE_IS_401_WITH_A_BAD_KEY_AND_422_WITH_THE_RIGHT_ONE_CASES = [{}, [], 7, None]
+
+
+async def test_tracify_odd_type_is_401_with_a_bad_key_and_422_with_the_right_one(client, uow) -> None:
+    for kind in TRACIFY_ODD_TYPE_IS_401_WITH_A_BAD_KEY_AND_422_WITH_THE_RIGHT_ONE_CASES:
+        before = await row_counts(uow)
+        body = {"events": [{**tracify_event(), "type": kind}]}
+        for key in ("wrong", SECRET[:-1]):
+            response = await post_json(client, "/tracify/events", body, **{"X-API-Key": key})
+            await refused(response, uow, before, None, 401)
+            assert response.json() == INVALID_SOURCE
+        response = await post_json(client, "/tracify/events", body, **{"X-API-Key": SECRET})
+        await refused(response, uow, before, ["body", "events", 0, "type"])
 
 
 # --- lone surrogates ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("data", "loc"),
-    [
-        ('{"type": "link", "properties": {"x": "\\ud800"}}', ["body", "data", "properties", "x"]),
-        ('{"type": "link", "properties": {"\\udfff": 1}}', ["body", "data", "properties", "\\udfff"]),
-        ('{"type": "link", "title": "a\\ud83d"}', ["body", "data", "title"]),
-        (
-            '{"type": "update_info", "visitor_info": {"first_name": "\\udc00"}}',
-            ["body", "data", "visitor_info", "first_name"],
-        ),
-    ],
-)
-async def test_insend_lone_surrogate_is_422(client, uow, data: str, loc) -> None:
-    before = await row_counts(uow)
-    fields = {"app_key": INSEND, "guest_uid": "g", "data": data}
-    await refused(await client.post("/watch/event", data=fields), uow, before, loc)
+INSEND_LONE_SURROGATE_IS_422_CASES = [
+    ('{"type": "link", "properties": {"x": "\\ud800"}}', ["body", "data", "properties", "x"]),
+    ('{"type": "link", "properties": {"\\udfff": 1}}', ["body", "data", "properties", "\\udfff"]),
+    ('{"type": "link", "title": "a\\ud83d"}', ["body", "data", "title"]),
+    (
+        '{"type": "update_info", "visitor_info": {"first_name": "\\udc00"}}',
+        ["body", "data", "visitor_info", "first_name"],
+    ),
+]
+
+
+async def test_insend_lone_surrogate_is_422(client, uow) -> None:
+    for data, loc in INSEND_LONE_SURROGATE_IS_422_CASES:
+        before = await row_counts(uow)
+        fields = {"app_key": INSEND, "guest_uid": "g", "data": data}
+        await refused(await client.post("/watch/event", data=fields), uow, before, loc)
 
 
 async def test_lone_surrogate_escapes_are_422_in_the_json_dialects(client, uow) -> None:
@@ -415,21 +438,29 @@ async def test_a_surrogate_pair_is_one_character_and_stored(client, uow) -> None
 # --- nesting: one limit for every dialect ---------------------------------------------------
 
 
-@pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 200, 255, 500, 1000])
-@pytest.mark.parametrize("path", ["/set", "/track"])
-async def test_tracktor_deep_data_is_422(client, uow, path: str, levels: int) -> None:
-    before = await row_counts(uow)
-    fields = {"id": "u", "action": "a", "data": deep_json(levels)}
-    await refused(await client.post(path, data={"sid": TRACKTOR, **fields}), uow, before, None)
-    detail = await refused(await client.get(f"{path}?{tracktor_query(**fields)}"), uow, before, None)
-    assert detail[0]["loc"][:2] == ["query", "data"]
+TRACKTOR_DEEP_DATA_IS_422_PATH = ["/set", "/track"]
+
+TRACKTOR_DEEP_DATA_IS_422_LEVELS = [MAX_DEPTH + 1, 200, 255, 500, 1000]
 
 
-@pytest.mark.parametrize("levels", [252, 253, 254])
-async def test_tracktor_deep_traits_are_refused_on_the_way_in(client, uow, levels: int) -> None:
-    before = await row_counts(uow)
-    query = tracktor_query(id="u", data=json.dumps({"t": nested(levels - 1)}))
-    await refused(await client.get(f"/set?{query}"), uow, before, None)
+async def test_tracktor_deep_data_is_422(client, uow) -> None:
+    for path in TRACKTOR_DEEP_DATA_IS_422_PATH:
+        for levels in TRACKTOR_DEEP_DATA_IS_422_LEVELS:
+            before = await row_counts(uow)
+            fields = {"id": "u", "action": "a", "data": deep_json(levels)}
+            await refused(await client.post(path, data={"sid": TRACKTOR, **fields}), uow, before, None)
+            detail = await refused(await client.get(f"{path}?{tracktor_query(**fields)}"), uow, before, None)
+            assert detail[0]["loc"][:2] == ["query", "data"]
+
+
+TRACKTOR_DEEP_TRAITS_ARE_REFUSED_ON_THE_WAY_IN_CASES = [252, 253, 254]
+
+
+async def test_tracktor_deep_traits_are_refused_on_the_way_in(client, uow) -> None:
+    for levels in TRACKTOR_DEEP_TRAITS_ARE_REFUSED_ON_THE_WAY_IN_CASES:
+        before = await row_counts(uow)
+        query = tracktor_query(id="u", data=json.dumps({"t": nested(levels - 1)}))
+        await refused(await client.get(f"/set?{query}"), uow, before, None)
 
 
 async def test_the_depth_limit_is_the_same_for_every_dialect(client, uow) -> None:
