@@ -91,6 +91,7 @@ def rarely(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any], one_in: in
 plain_text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=12)
 hostile_text = st.one_of(
     st.sampled_from(SPECIAL_TEXT),
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=12).map(lambda t: t + "\x00"),
     st.text(st.characters(exclude_categories=()), max_size=12),  # surrogates and NUL included
 )
 text = rarely(plain_text, hostile_text, 6)
@@ -112,7 +113,7 @@ hostile_leaves = st.one_of(
     deep,
 )
 json_values = st.recursive(
-    rarely(plain_leaves, hostile_leaves, 8),
+    rarely(plain_leaves, hostile_leaves, 5),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(text, children, max_size=3),
     max_leaves=8,
 )
@@ -226,11 +227,17 @@ contexts = odd(
         ),
     )
 )
-refs = odd(st.fixed_dictionaries({"id": odd(text)}))
+#: Ids and types: 1-128 characters in the wire models, so mostly drawn within that.
+keys = rarely(
+    st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), min_size=1, max_size=20),
+    text,
+    6,
+)
+refs = odd(st.fixed_dictionaries({"id": odd(keys)}))
 tracardi_events = st.fixed_dictionaries(
-    {"type": odd(st.one_of(st.just("page-view"), text))},
+    {"type": odd(st.one_of(st.just("page-view"), keys))},
     optional={
-        "id": odd(text),
+        "id": odd(keys),
         "properties": odd(objects),
         "context": contexts,
         "options": odd(st.one_of(objects, st.fixed_dictionaries({"saveEvent": json_values}))),
@@ -240,7 +247,7 @@ tracardi_events = st.fixed_dictionaries(
 )
 tracardi_payloads = st.fixed_dictionaries(
     {
-        "source": st.one_of(st.just({"id": TRACARDI}), refs),
+        "source": rarely(st.just({"id": TRACARDI}), refs, 8),
         "events": odd(st.lists(tracardi_events, max_size=3)),
     },
     optional={
