@@ -7,12 +7,20 @@ from fastapi.responses import Response
 
 from trackway.api.deps import AdminAuth, Limit
 from trackway.core.identity import email_sha256
+from trackway.core.values import string_problem
 from trackway.db import queries
 from trackway.errors import NotFound, ValidationFailed
 from trackway.responses import json_response
 from trackway.services import Services
 
 router = APIRouter(prefix="/api", tags=["read"], dependencies=[AdminAuth])
+
+
+def _known(kind: str, value: str) -> str:
+    """An id no row can hold (U+0000, a lone surrogate) names nothing: a 404 before any query."""
+    if string_problem(value) is not None:
+        raise NotFound(f"no {kind}")
+    return value
 
 
 @router.get("/profiles")
@@ -27,6 +35,10 @@ async def find_profiles(
     kind, sep, value = identity.partition(":")
     if not sep or not kind or not value:
         raise ValidationFailed.field(("query", "identity"), "expected kind:value")
+    for name, text in (("identity", identity), ("source", source or "")):
+        problem = string_problem(text)
+        if problem is not None:
+            raise ValidationFailed.field(("query", name), problem)
     scope = source
     if kind == "email":
         kind, value, scope = "email_sha256", email_sha256(value), ""
@@ -39,6 +51,7 @@ async def find_profiles(
 
 @router.get("/profiles/{profile_id}")
 async def get_profile(profile_id: str, services: Services) -> Response:
+    _known("profile", profile_id)
     async with services.uow.read() as db:
         view = await queries.profile_view(db, profile_id)
     if view is None:
@@ -53,12 +66,15 @@ async def profile_events(
     limit: Limit = 100,
     cursor: str | None = Query(None, description="next_cursor of the previous page."),
 ) -> Response:
+    _known("profile", profile_id)
     after = None
     if cursor:
         try:
             after = queries.decode_cursor(cursor)
         except ValueError:
             raise ValidationFailed.field(("query", "cursor"), "invalid cursor") from None
+        if string_problem(after[1]) is not None:
+            raise ValidationFailed.field(("query", "cursor"), "invalid cursor")
     async with services.uow.read() as db:
         live = await queries.canonical_profile_id(db, profile_id)
         if live is None:
@@ -69,6 +85,7 @@ async def profile_events(
 
 @router.get("/sessions/{session_id}")
 async def get_session(session_id: str, services: Services) -> Response:
+    _known("session", session_id)
     async with services.uow.read() as db:
         view = await queries.session_view(db, session_id)
     if view is None:
