@@ -107,15 +107,25 @@ def _walk(value: Any, depth: int, max_depth: int) -> Problem | None:
     if kind is float:
         return None if math.isfinite(value) else ([], MSG_NOT_FINITE, "finite_number")
     if kind is dict:
+        if not value:
+            return None
         if depth >= max_depth:
             return [], "", "too_deep"
         for key, item in value.items():
-            problem = _key_problem(key)
-            if problem is not None:
-                return [key], problem, "value_error"
-            if type(item) is str:  # the common case, without a call
+            if type(key) is not str or "\x00" in key or not key.isascii():
+                problem = _key_problem(key)
+                if problem is not None:
+                    return [key], problem, "value_error"
+            # Scalars, the common case, without a call:
+            item_kind = type(item)
+            if item_kind is str:
                 if "\x00" in item or (not item.isascii() and _SURROGATE.search(item) is not None):
                     return [key], MSG_NUL if "\x00" in item else MSG_SURROGATE, "value_error"
+                continue
+            if item_kind is int:
+                if INT_MIN <= item <= INT_MAX:
+                    continue
+            elif item is None or item_kind is bool:
                 continue
             found = _walk(item, depth + 1, max_depth)
             if found is not None:
@@ -123,6 +133,8 @@ def _walk(value: Any, depth: int, max_depth: int) -> Problem | None:
                 return found
         return None
     if kind is list or kind is tuple:
+        if not value:
+            return None
         if depth >= max_depth:
             return [], "", "too_deep"
         for index, item in enumerate(value):
@@ -148,18 +160,27 @@ def _base(value: Any) -> Any:
     return dict(value) if isinstance(value, dict) else list(value)
 
 
+def walk(value: Any, max_depth: int = MAX_DEPTH) -> Problem | None:
+    """The first problem in ``value`` with its path below it, or ``None``: for hot paths that
+    build a ``loc`` only when there is something to report (``problem_at``)."""
+    return _walk(value, 0, max_depth)
+
+
+def problem_at(loc: Loc, found: Problem, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
+    """A problem found by ``walk`` below ``loc``, as a pydantic-like error dict."""
+    path, msg, type_ = found
+    path = path[::-1]
+    if type_ == "too_deep":
+        msg = f"Nested deeper than {max_depth} levels of objects and arrays."
+    elif type_ == "value_error" and path and type(path[-1]) is str and msg.startswith("Keys"):
+        path[-1] = printable_key(path[-1])
+    return {"loc": [*loc, *path], "msg": msg, "type": type_}
+
+
 def value_problem(value: Any, loc: Loc, max_depth: int = MAX_DEPTH) -> dict[str, Any] | None:
     """The first reason ``value`` cannot be stored, as a pydantic-like error dict, or ``None``."""
     found = _walk(value, 0, max_depth)
-    if found is None:
-        return None
-    path, msg, type_ = found
-    path.reverse()
-    if type_ == "value_error" and path and type(path[-1]) is str and msg.startswith("Keys"):
-        path[-1] = printable_key(path[-1])
-    if type_ == "too_deep":
-        msg = f"Nested deeper than {max_depth} levels of objects and arrays."
-    return {"loc": [*loc, *path], "msg": msg, "type": type_}
+    return None if found is None else problem_at(loc, found, max_depth)
 
 
 def check_value(value: Any, loc: Loc, max_depth: int = MAX_DEPTH) -> None:
