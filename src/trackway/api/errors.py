@@ -22,7 +22,20 @@ log = logging.getLogger("trackway")
 
 
 def _json(status: int, body: object, headers: dict[str, str] | None = None) -> Response:
-    return json_response(body, status_code=status, headers=headers)
+    try:
+        return json_response(body, status_code=status, headers=headers)
+    except TypeError:  # an error naming a client's string JSON cannot hold (a lone surrogate)
+        return json_response(_printable(body), status_code=status, headers=headers)
+
+
+def _printable(value: object) -> object:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_printable(key): _printable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(item) for item in value]
+    return value
 
 
 async def _trackway_error(_request: Request, exc: Exception) -> Response:

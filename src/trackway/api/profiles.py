@@ -11,6 +11,7 @@ from pydantic import AfterValidator
 from trackway.api.deps import AdminAuth, Limit
 from trackway.api.inputs import MAX_ID_LENGTH, PathId, storable_text
 from trackway.core.identity import email_sha256
+from trackway.core.values import string_problem
 from trackway.db import queries
 from trackway.errors import NotFound, ValidationFailed
 from trackway.responses import json_response
@@ -35,6 +36,13 @@ SourceScope = Annotated[
     AfterValidator(lambda value: None if value is None else storable_text(value)),
 ]
 Cursor = Annotated[str | None, Query(max_length=4096, description="next_cursor of the previous page.")]
+
+
+def _known(kind: str, value: str) -> str:
+    """An id no row can hold (U+0000, a lone surrogate) names nothing: a 404 before any query."""
+    if string_problem(value) is not None:
+        raise NotFound(f"no {kind}")
+    return value
 
 
 @router.get("/profiles")
@@ -75,12 +83,15 @@ async def profile_events(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Response:
+    _known("profile", profile_id)
     after = None
     if cursor:
         try:
             after = queries.decode_cursor(cursor)
         except ValueError:
             raise ValidationFailed.field(("query", "cursor"), "invalid cursor") from None
+        if string_problem(after[1]) is not None:
+            raise ValidationFailed.field(("query", "cursor"), "invalid cursor")
     async with services.uow.read() as db:
         live = await queries.canonical_profile_id(db, profile_id)
         if live is None:

@@ -26,6 +26,7 @@ from trackway.core.batch import IngestBatch, IngestResult
 from trackway.core.group_write import GroupWrite
 from trackway.core.ingest import in_transaction, ingest_many, observe
 from trackway.core.uow import UnitOfWork
+from trackway.core.values import check_batch
 from trackway.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class GroupCommitWriter:
         """
         if not batches:
             return []
+        for batch in batches:
+            check_batch(batch)  # refused before it joins a group: a 422, not a failed group
         if self._closing or self._task is None or self._task.done():
             raise StorageUnavailable("Shutting down, retry later.")
         future: asyncio.Future[list[IngestResult]] = asyncio.get_running_loop().create_future()

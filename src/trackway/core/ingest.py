@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from trackway.core.batch import IngestBatch, IngestResult
 from trackway.core.group_write import GroupWrite, LostRace
 from trackway.core.uow import UnitOfWork
+from trackway.core.values import check_batch
 from trackway.db.errors import is_retryable, is_unavailable
 from trackway.errors import StorageUnavailable
 
@@ -71,6 +72,8 @@ async def ingest_many(batches: list[IngestBatch], uow: UnitOfWork) -> list[Inges
     The same write path as a group commit's (``core/group_write.py``): the batches run in the
     order of the person keys they name, and results come back in the order they came in.
     """
+    for batch in batches:
+        check_batch(batch)  # the core's last guard: the dialects checked their wire values first
     started = time.perf_counter()
     results = await in_transaction(uow, lambda db: GroupWrite(db, uow.dialect, batches).run())
     observe(uow, batches, results, time.perf_counter() - started)

@@ -21,7 +21,8 @@ from trackway.errors import Conflict, InvalidSource, NotFound, OriginNotAllowed,
 DIALECTS = ("tracardi", "tracktor", "insend", "tracify")
 #: Dialects whose clients prove themselves with the source secret: one is made if none is given.
 SECRET_REQUIRED = frozenset({"tracify"})
-SOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+#: A source id: also what a collector request may name, so anything else is refused before a lookup.
+SOURCE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,7 @@ def _check_fields(
 ) -> list[str] | None:
     if dialect is not None and dialect not in DIALECTS:
         raise ValidationFailed.field(("body", "dialect"), f"must be one of {', '.join(DIALECTS)}", "enum")
-    if source_id is not None and not SOURCE_ID_RE.match(source_id):
+    if source_id is not None and not SOURCE_ID_RE.fullmatch(source_id):
         raise ValidationFailed.field(
             ("body", "id"), "1-128 characters: letters, digits and . _ : - (not first)", "pattern"
         )
@@ -198,8 +199,12 @@ class SourceDirectory:
     async def authenticate(
         self, source_id: str | None, dialect: str, *, origin: str | None = None
     ) -> SourceInfo:
-        """The enabled source of this dialect named by the request, or ``InvalidSource``."""
-        if not source_id or len(source_id) > 128:
+        """The enabled source of this dialect named by the request, or ``InvalidSource``.
+
+        A value that cannot be a source id (NUL, a lone surrogate, a space, too long) is
+        refused before any lookup: it names no source, and the database need not see it.
+        """
+        if type(source_id) is not str or not SOURCE_ID_RE.fullmatch(source_id):
             raise InvalidSource()
         info = await self.get(source_id)
         if info is None or not info.enabled or info.dialect != dialect:

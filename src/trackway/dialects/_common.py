@@ -5,12 +5,13 @@ from __future__ import annotations
 import ipaddress
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from trackway.core.batch import RequestMeta
+from trackway.core.values import string_problem
 from trackway.errors import PayloadTooLarge, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
@@ -19,7 +20,7 @@ M = TypeVar("M", bound=BaseModel)
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with a 413 as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"Request body is over the {limit} byte limit.")
     chunks: list[bytes] = []
     size = 0
@@ -121,3 +122,21 @@ def urlencoded_fields(raw: bytes, where: Where, max_fields: int) -> list[tuple[s
 def media_type(request: Request) -> str:
     """The request's content type without parameters, lower-cased (``application/json``)."""
     return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+def url_parameters(url: str, prefixes: tuple[str, ...]) -> dict[str, str]:
+    """The query parameters of a client's URL whose names start with one of ``prefixes`` (UTM tags).
+
+    The URL is the client's string and is stored as sent; only this reading of it is lenient:
+    a URL that does not split (``http://[x/``) has no parameters, and a parameter that decodes
+    to something no database can store (``%00``) is left out rather than failing the request.
+    """
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return {}
+    return {
+        key: value
+        for key, value in parse_qsl(query)
+        if key.startswith(prefixes) and string_problem(key) is None and string_problem(value) is None
+    }

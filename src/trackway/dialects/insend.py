@@ -16,12 +16,10 @@ exact decimals: ``data`` is parsed with ``parse_float=Decimal``, so ``125.03`` s
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Annotated, Any, NoReturn
-from urllib.parse import parse_qsl, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Request
@@ -48,12 +46,14 @@ from trackway.core.batch import (
     TraitsPatch,
 )
 from trackway.core.identity import email_sha256
+from trackway.core.values import MAX_DEPTH, string_problem, value_problem
 from trackway.dialects._common import (
     Where,
     media_type,
     pydantic_errors,
     read_body,
     request_meta,
+    url_parameters,
     urlencoded_fields,
 )
 from trackway.errors import TrackwayError, ValidationFailed
@@ -71,10 +71,6 @@ MAX_FIELDS = 32
 MAX_UID = 200
 #: Product and order ids: an order id becomes the dedup key ``"order:" + id`` (255 characters).
 MAX_ID = 200
-#: ``orjson`` writes the JSON columns and stops at 255 levels; no InSend payload nests past a few.
-MAX_DEPTH = 32
-#: ``orjson`` (the JSON columns' encoder) writes integers in this range only.
-INT_RANGE = (-(2**63), 2**64 - 1)
 #: Page fields of ``data`` kept in each event's context (seeds/README.md).
 PAGE_FIELDS = ("url", "domain", "host", "path", "title", "referrer")
 
@@ -149,37 +145,6 @@ def parse_json(text: str, loc: Loc) -> Any:
         raise ValidationFailed.field(
             loc, "Must be a JSON string holding an object.", "json_invalid"
         ) from None
-
-
-def unstorable(value: Any, loc: Loc, depth: int = 0) -> tuple[Loc, str] | None:
-    """Where a value could not be stored as JSON, and why; ``None`` when it can.
-
-    PostgreSQL's JSONB cannot hold U+0000, and the JSON columns' encoder (orjson) writes
-    only 64-bit integers, finite floats and 255 levels: refused here as a 422, not at commit as a 500.
-    """
-    if depth > MAX_DEPTH:
-        return loc, f"Nested deeper than {MAX_DEPTH} levels."
-    if isinstance(value, str):
-        return (loc, "Must not contain NUL characters.") if "\x00" in value else None
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return None if INT_RANGE[0] <= value <= INT_RANGE[1] else (loc, "Integer out of range.")
-    if isinstance(value, Decimal):
-        return None if math.isfinite(float(value)) else (loc, "Number out of range.")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                return (*loc, key), "Keys must not contain NUL characters."
-            found = unstorable(item, (*loc, key), depth + 1)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = unstorable(item, (*loc, index), depth + 1)
-            if found is not None:
-                return found
-    return None
 
 
 def plain(value: Any) -> Any:
@@ -431,8 +396,8 @@ def _uid(params: Params, name: str, errors: list[dict[str, Any]]) -> str | None:
     loc, value = found
     if len(value) > MAX_UID:
         errors.append({"loc": list(loc), "msg": f"At most {MAX_UID} characters.", "type": "string_too_long"})
-    elif "\x00" in value:
-        errors.append({"loc": list(loc), "msg": "Must not contain NUL characters.", "type": "value_error"})
+    elif (problem := string_problem(value)) is not None:
+        errors.append({"loc": list(loc), "msg": problem, "type": "value_error"})
     return value
 
 
@@ -467,9 +432,11 @@ def parse_data(params: Params) -> tuple[Data, _Properties, Loc]:
     raw = parse_json(text, loc)
     if not isinstance(raw, dict):
         raise ValidationFailed.field(loc, "Must be a JSON string holding an object.", "dict_type")
-    problem = unstorable(raw, loc)
+    # What no database could store (NUL, a lone surrogate, a huge integer, too deep): a 422.
+    # ``data`` is the envelope around the values: ``properties`` gets the depth every dialect allows.
+    problem = value_problem(raw, loc, MAX_DEPTH + 1)
     if problem is not None:
-        raise ValidationFailed.field(*problem)
+        raise ValidationFailed([problem])
     data: Data = _validate(Data, raw, loc)
     kind = EVENT_TYPES.get(data.type)
     if kind is None:
@@ -545,10 +512,7 @@ def session_context(data: Data) -> dict[str, Any]:
     captured: dict[str, Any] = {}
     if data.url:
         captured["landing_page"] = data.url
-        try:
-            utm = {k: v for k, v in parse_qsl(urlsplit(data.url).query) if k.startswith("utm_")}
-        except ValueError:
-            utm = {}
+        utm = url_parameters(data.url, ("utm_",))
         if utm:
             captured["utm"] = utm
     if data.referrer:

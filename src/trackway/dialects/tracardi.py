@@ -8,9 +8,8 @@ is a new visit. The response always names the profile id the client must keep.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -18,14 +17,23 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from pydantic_core import PydanticCustomError
 
 from trackway.core.batch import EventIn, IngestBatch, SourceRef
+from trackway.core.values import (
+    check_event_time,
+    check_string,
+    problem_at,
+    string_problem,
+    time_problem,
+    walk,
+)
 from trackway.dialects._common import (
     as_utc,
     deep_merge,
     parse_model,
     read_body,
     request_meta,
+    url_parameters,
 )
-from trackway.errors import PayloadTooLarge
+from trackway.errors import PayloadTooLarge, ValidationFailed
 from trackway.responses import json_response
 from trackway.services import services_of
 
@@ -120,7 +128,7 @@ def utm_of(context: dict[str, Any]) -> dict[str, str]:
     url = page.get("url") if isinstance(page, dict) else None
     if not isinstance(url, str):
         return {}
-    return {k: v for k, v in parse_qsl(urlsplit(url).query) if k.startswith("utm_")}
+    return url_parameters(url, ("utm_",))
 
 
 def session_context(context: dict[str, Any]) -> dict[str, Any]:
@@ -135,6 +143,34 @@ def session_context(context: dict[str, Any]) -> dict[str, Any]:
     if utm:
         captured["utm"] = utm
     return captured
+
+
+def check_values(payload: TrackerPayload) -> None:
+    """Every value the payload would store obeys the storable-value rule (core/values.py), or a 422.
+
+    ``source.id`` is left to authentication: a value that cannot name a source is a 401.
+    On the hot path: a ``loc`` is built only for a value that fails.
+    """
+    for name in ("context", "properties", "options"):
+        value = getattr(payload, name)
+        if value and (found := walk(value)) is not None:
+            raise ValidationFailed([problem_at(("body", name), found)])
+    for name in ("session", "profile"):
+        ref = getattr(payload, name)
+        if ref is not None and ref.id is not None:
+            check_string(ref.id, ("body", name, "id"))
+    now = datetime.now(UTC)
+    for index, event in enumerate(payload.events):
+        if string_problem(event.type) is not None:
+            check_string(event.type, ("body", "events", index, "type"))
+        if event.id is not None and string_problem(event.id) is not None:
+            check_string(event.id, ("body", "events", index, "id"))
+        for name in ("properties", "context", "options", "tags"):
+            value = getattr(event, name)
+            if value and (found := walk(value)) is not None:
+                raise ValidationFailed([problem_at(("body", "events", index, name), found)])
+        if event.time is not None and time_problem(event.time, now) is not None:
+            check_event_time(event.time, ("body", "events", index, "time"), now)
 
 
 def to_batch(
@@ -200,6 +236,7 @@ async def track(request: Request) -> Response:
         raise PayloadTooLarge(
             f"{len(payload.events)} events is over the {settings.max_batch_events} event limit."
         )
+    check_values(payload)
     info = await services.sources.authenticate(
         payload.source.id, DIALECT, origin=request.headers.get("origin")
     )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import pycountry
 from fastapi import APIRouter, Request
@@ -32,7 +32,9 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from trackway.core.batch import EventIn, IdentityRef, IngestBatch, IngestResult, RequestMeta, SourceRef
 from trackway.core.sources import SourceInfo
+from trackway.core.values import string_problem, time_problem, value_problem
 from trackway.dialects._common import parse_model, pydantic_errors, read_body
+from trackway.dialects._common import url_parameters as query_parameters
 from trackway.errors import InvalidSource, PayloadTooLarge, ValidationFailed
 from trackway.responses import json_response
 from trackway.services import AppServices, services_of
@@ -300,9 +302,7 @@ def url_parameters(url: str, data: dict[str, Any]) -> dict[str, Any]:
     The seed asks for them as separate keys in ``data``. ``data`` wins when both have a
     key, because the backend states it explicitly.
     """
-    params: dict[str, Any] = {
-        key: value for key, value in parse_qsl(urlsplit(url).query) if key.startswith(URL_PARAMETER_PREFIXES)
-    }
+    params: dict[str, Any] = query_parameters(url, URL_PARAMETER_PREFIXES)
     params.update({key: value for key, value in data.items() if key.startswith(URL_PARAMETER_PREFIXES)})
     return params
 
@@ -337,16 +337,26 @@ def _validate_event(raw: Any, index: int, problems: Problems) -> ValidEvent | No
         event = TracifyEvent.model_validate(raw)
     except ValidationError as exc:
         problems.items.extend(pydantic_errors(exc, prefix=loc))
-    identity_data, data = raw.get("identity_data"), raw.get("data")
+    identity_data, data, type_ = raw.get("identity_data"), raw.get("data"), raw.get("type")
+    url = raw.get("url")
+    if isinstance(url, str) and (problem := string_problem(url)) is not None:
+        problems.add((*loc, "url"), problem)
+    if event is not None and (problem := time_problem(event.time)) is not None:
+        problems.add((*loc, "datetime"), problem, "datetime_range")
     hashes = None
     if isinstance(identity_data, dict):
         hashes = _hashes(identity_data, (*loc, "identity_data"), problems)
     checked: dict[str, str] = {}
     items: list[dict[str, Any]] = []
     if isinstance(data, dict):
-        if raw.get("type") in REQUIRED_DATA:
-            checked = _required_data(raw["type"], data, (*loc, "data"), problems)
-        items = _items(data, (*loc, "data"), problems)
+        # What no database could store comes first; the field checks below then see only storable values.
+        unstorable = value_problem(data, (*loc, "data"))
+        if unstorable is not None:
+            problems.items.append(unstorable)
+        else:
+            if isinstance(type_, str) and type_ in REQUIRED_DATA:
+                checked = _required_data(type_, data, (*loc, "data"), problems)
+            items = _items(data, (*loc, "data"), problems)
     if event is None or hashes is None or len(problems.items) > before:
         return None
     return _valid_event(event, hashes, checked, items)
@@ -380,6 +390,15 @@ def validate_events(raw_events: list[Any]) -> list[ValidEvent]:
 
 
 # --- source check -------------------------------------------------------------------------------
+
+
+def named_sites(raw_events: list[Any]) -> set[str]:
+    """The ``customer_site_id`` strings the events name, whatever else is wrong with them."""
+    return {
+        site
+        for raw in raw_events
+        if isinstance(raw, dict) and isinstance(site := raw.get("customer_site_id"), str) and site
+    }
 
 
 async def authenticate(
@@ -476,7 +495,19 @@ router = APIRouter(tags=["tracify"])
 
 
 async def tracify_events(request: Request) -> Response:
-    """Seed 002's batch: check everything, authenticate, then store all events in one transaction."""
+    """Seed 002's batch, checked in this order, each step before anything is written:
+
+    1. ``X-API-Key`` present, else 401;
+    2. the body is a JSON object with an ``events`` list (422), of at most ``max_batch_events`` (413);
+    3. the source: the ``customer_site_id`` strings the events name must be exactly one enabled
+       Tracify source whose secret is the key, else 401, whatever else the events hold
+       (a value that cannot be a source id, NUL included, names no source: 401);
+    4. every event, each problem named by index and field (422);
+    5. all events stored in one transaction.
+
+    When no event names a site at all, step 3 has nothing to check the key against: step 4
+    reports the missing ``customer_site_id`` (422).
+    """
     services = services_of(request)
     settings = services.settings
     api_key = request.headers.get("x-api-key")
@@ -488,10 +519,16 @@ async def tracify_events(request: Request) -> Response:
         raise PayloadTooLarge(
             f"{len(payload.events)} events is over the {settings.max_batch_events} event limit."
         )
+    # The source first: a caller without the right key learns nothing about its events' content.
+    named = named_sites(payload.events)
+    info = None
+    if named:
+        info = await authenticate(services, api_key, named, request.headers.get("origin"))
     events = validate_events(payload.events)
-    info = await authenticate(
-        services, api_key, {event.site_id for event in events}, request.headers.get("origin")
-    )
+    if info is None:  # no event named a site: the events cannot have passed validation
+        info = await authenticate(
+            services, api_key, {event.site_id for event in events}, request.headers.get("origin")
+        )
     # The HTTP client is the shop's backend, not the visitor. Its user agent and IP would
     # describe the wrong machine, so only the receive time is recorded.
     meta = RequestMeta(received_at=datetime.now(UTC))

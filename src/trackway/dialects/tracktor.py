@@ -23,11 +23,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import pydantic_core
 from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from trackway import jsonutil
 from trackway.core.batch import (
     EventIn,
     IdentityRef,
@@ -39,6 +39,7 @@ from trackway.core.batch import (
 )
 from trackway.core.identity import email_sha256
 from trackway.core.sources import SourceInfo
+from trackway.core.values import string_problem, time_problem, value_problem
 from trackway.dialects._common import Where, media_type, read_body, request_meta, urlencoded_fields
 from trackway.errors import BadSignature, TrackwayError, ValidationFailed
 from trackway.responses import json_response
@@ -140,8 +141,8 @@ class Params:
         loc, value = got
         if len(value) > max_length:
             self.error(loc, f"At most {max_length} characters.", "string_too_long")
-        elif "\x00" in value:
-            self.error(loc, "Must not contain NUL characters.")
+        elif (problem := string_problem(value)) is not None:
+            self.error(loc, problem)
         return value
 
     def time(self) -> datetime | None:
@@ -154,10 +155,15 @@ class Params:
             self.error(loc, "Must be an integer: Unix seconds.", "int_parsing")
             return None
         try:
-            return datetime.fromtimestamp(int(value), UTC)
+            time = datetime.fromtimestamp(int(value), UTC)
         except (OverflowError, OSError, ValueError):
             self.error(loc, "Unix seconds out of range.", "int_range")
             return None
+        problem = time_problem(time)
+        if problem is not None:
+            self.error(loc, problem, "datetime_range")
+            return None
+        return time
 
     def data(self, *, required: bool) -> dict[str, Any]:
         """``data``, a JSON object (``{}`` when absent and optional, or after a recorded error)."""
@@ -168,17 +174,19 @@ class Params:
             return {}
         loc, value = got
         try:
-            parsed = jsonutil.loads(value)
+            # The same parser as the JSON dialects' (pydantic's): integers stay exact, so one
+            # beyond 64 bits is refused below instead of turning into a float; NaN is no JSON.
+            parsed = pydantic_core.from_json(value, allow_inf_nan=False)
         except ValueError:
             self.error(loc, "Must be valid JSON.", "json_invalid")
             return {}
         if not isinstance(parsed, dict):
             self.error(loc, "Must be a JSON object.", "dict_type")
             return {}
-        nul = _nul_path(parsed)
-        if nul is not None:
-            # PostgreSQL's JSONB cannot hold U+0000: refuse it here rather than fail at commit.
-            self.error((*loc, *nul), "Must not contain NUL characters.")
+        problem = value_problem(parsed, loc)
+        if problem is not None:
+            # What no database could store (NUL, a huge integer, too deep): a 422, not a 500 at commit.
+            self.errors.append(problem)
             return {}
         return parsed
 
@@ -188,23 +196,6 @@ class Params:
     def raise_errors(self) -> None:
         if self.errors:
             raise ValidationFailed(self.errors)
-
-
-def _nul_path(value: Any, path: Loc = ()) -> Loc | None:
-    """Where in a JSON value a string (or a key) holds U+0000, if anywhere."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = (*path, key) if "\x00" in key else _nul_path(item, (*path, key))
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _nul_path(item, (*path, index))
-            if found is not None:
-                return found
-    return None
 
 
 # --- predefined person properties (seed 2.1.1) ---------------------------------------------
