@@ -39,42 +39,6 @@ SOURCES = {
 }
 TRACIFY_SECRET = "schemathesis-tracify-secret-0123456789"
 
-#: 5xx found in code outside the HTTP edge (the dialects' parsing and the ingest core): the
-#: "values" part of issue #14 ("Hostile input never crashes a request, never leaks"), fixed
-#: in parallel by a storable-value check in the dialects. Each entry is an operation and the
-#: signature of its failure in the server's (redacted) log; a finding is tolerated only when
-#: it is a 500 of that operation whose logged exception carries every part of a signature.
-#: Remove an entry once that fix is merged: the test then guards it.
-_VALUES_5XX: list[tuple[str, ...]] = [
-    # An integer over 64 bits in properties/context/data: orjson refuses it when the JSON
-    # column is written (TypeError "Integer exceeds 64-bit range" in jsonutil.dumps_str).
-    # Both databases. E.g. POST /track {"events": [{"type": "t", "properties": {"n": 2**64}}], ...}
-    ("TypeError", "dumps_str"),
-    # "\u0000" inside a string of a JSON column (properties, Tracify data or url): PostgreSQL's
-    # jsonb refuses it (SQLSTATE 22P05, core/events.py store).
-    ("sqlstate 22P05",),
-    # "\u0000" in a text column (Tracardi event type or session id, any source id): PostgreSQL
-    # refuses it (SQLSTATE 22021, core/events.py, core/sessions.py, core/sources.get_source).
-    ("sqlstate 22021",),
-    # An event time whose UTC falls outside year 1..9999 ("0001-01-01T00:00:00+01:00"):
-    # OverflowError in dialects/_common.as_utc. Both databases.
-    ("OverflowError", "as_utc"),
-]
-KNOWN_5XX: dict[str, list[tuple[str, ...]]] = {
-    label: _VALUES_5XX
-    for label in (
-        "POST /track",
-        "GET /track",
-        "GET /set",
-        "POST /set",
-        "GET /alias",
-        "POST /alias",
-        "POST /watch/event",
-        "POST /tracify/events",
-    )
-}
-
-
 class ServerLog(logging.Handler):
     """The records Trackway logs, formatted (exceptions redacted, as in production)."""
 
@@ -99,10 +63,6 @@ class Finding:
     body: str
     problem: str
     logged: str
-
-    def known(self) -> bool:
-        signatures = KNOWN_5XX.get(self.label, [])
-        return self.status == 500 and any(all(part in self.logged for part in sig) for sig in signatures)
 
     def cause(self) -> str:
         """The last line of the logged (redacted) exception: its type and SQLSTATE."""
@@ -238,13 +198,9 @@ async def test_schemathesis_finds_no_5xx_and_no_undocumented_status(app, uow) ->
             ran, findings = await asyncio.to_thread(fuzz, schema, client, loop, log)
         finally:
             logging.getLogger("trackway").removeHandler(log)
-    known = [f for f in findings if f.known()]
-    unexpected = [f for f in findings if not f.known()]
-    print(
-        f"\nschemathesis: {ran} cases, {len(findings)} failures ({len(known)} known, issue #14 values part)"
-    )
+    print(f"\nschemathesis: {ran} cases, {len(findings)} failures")
     for f in findings:
-        print(f"  {'known' if f.known() else 'NEW'} {f.label} [{f.mode}] {f.status} {f.problem} {f.cause()}")
+        print(f"  {f.label} [{f.mode}] {f.status} {f.problem} {f.cause()}")
         print(f"    {f.request[:3000]}\n    -> {f.body}")
     assert ran > 0
-    assert not unexpected, "\n".join(f"{f.label} {f.status} {f.problem} {f.cause()}" for f in unexpected)
+    assert not findings, "\n".join(f"{f.label} {f.status} {f.problem} {f.cause()}" for f in findings)

@@ -1,4 +1,4 @@
-"""The admin and read API with values no row can hold: a 404 or a 422, never a 500 (both databases)."""
+"""The admin and read API with values no row can hold: a 422 naming them, never a 500 (both databases)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,15 @@ from tests.hostile.conftest import row_counts
 pytestmark = pytest.mark.usefixtures("sources")
 
 
-async def test_read_api_ids_no_row_can_hold_are_404(client, uow) -> None:
-    for path in ("/api/profiles/%00", "/api/profiles/a%00b/events", "/api/sessions/%00"):
+async def test_read_api_ids_no_row_can_hold_are_422_naming_them(client, uow) -> None:
+    for path, name in (
+        ("/api/profiles/%00", "profile_id"),
+        ("/api/profiles/a%00b/events", "profile_id"),
+        ("/api/sessions/%00", "session_id"),
+    ):
         response = await client.get(path, headers=ADMIN)
-        assert response.status_code == 404, (path, response.text)
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["detail"][0]["loc"] == ["path", name]
     for params in ({"identity": "person:a\x00"}, {"identity": "person:a", "source": "\x00"}):
         response = await client.get("/api/profiles", params=params, headers=ADMIN)
         assert response.status_code == 422, (params, response.text)
@@ -48,5 +53,6 @@ async def test_sources_api_refuses_what_no_row_can_hold(client, uow) -> None:
         assert response.status_code == 422, (body, response.text)
         assert response.json()["detail"][0]["loc"] == loc
     response = await client.patch("/api/sources/%00", json={"name": "x"}, headers=ADMIN)
-    assert response.status_code == 404, response.text
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["path", "source_id"]
     assert await row_counts(uow) == before
