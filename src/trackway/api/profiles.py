@@ -38,13 +38,6 @@ SourceScope = Annotated[
 Cursor = Annotated[str | None, Query(max_length=4096, description="next_cursor of the previous page.")]
 
 
-def _known(kind: str, value: str) -> str:
-    """An id no row can hold (U+0000, a lone surrogate) names nothing: a 404 before any query."""
-    if string_problem(value) is not None:
-        raise NotFound(f"no {kind}")
-    return value
-
-
 @router.get("/profiles")
 async def find_profiles(
     services: Services,
@@ -83,7 +76,6 @@ async def profile_events(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Response:
-    _known("profile", profile_id)
     after = None
     if cursor:
         try:
