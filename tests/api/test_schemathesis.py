@@ -39,6 +39,7 @@ SOURCES = {
 }
 TRACIFY_SECRET = "schemathesis-tracify-secret-0123456789"
 
+
 class ServerLog(logging.Handler):
     """The records Trackway logs, formatted (exceptions redacted, as in production)."""
 

@@ -92,13 +92,17 @@ async def test_the_lock_steps_lock_in_id_order_even_on_sequential_scans(uow, tra
     """The exact check behind the test above: the plan sorts before it locks."""
     from trackway.db import group_pg
 
-    load = group_pg._LOAD.element.text.replace(":profiles", "$1").replace(":sessions", "$2")
+    load = (
+        group_pg._LOAD.element.text.replace(":profiles", "$1")
+        .replace(":sessions", "$2")
+        .replace(":traits", "$3")
+    )
     no_events: list[list[str]] = [[] for _ in range(10)]
     async with uow.engine.connect() as db:
         conn = (await db.get_raw_connection()).driver_connection
         await conn.execute("SET enable_seqscan = on; SET enable_indexscan = off; SET enable_bitmapscan = off")
         try:
-            (plan,) = await conn.fetchval("EXPLAIN (FORMAT JSON) " + load, ["a", "b"], ["c"])
+            (plan,) = await conn.fetchval("EXPLAIN (FORMAT JSON) " + load, ["a", "b"], ["c"], False)
             assert _locks_in_id_order(plan["Plan"]), plan
             (plan,) = await conn.fetchval(
                 "EXPLAIN (FORMAT JSON) " + group_pg._INSERT_EVENTS,

@@ -162,6 +162,9 @@ class GroupWrite:
         self.carts: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.pending = _Pending()
         self.outcomes: list[_Outcome | None] = [None] * len(batches)
+        self._session_ids: dict[tuple[str, str], str] = {}
+        #: Whether any batch may change a profile's row (traits, flags): only then are traits read.
+        self.needs_traits = any(b.traits or b.email_trait or b.identified or b.protect for b in batches)
 
     # --- the group ------------------------------------------------------------------------------
 
@@ -177,11 +180,11 @@ class GroupWrite:
         batches = self.batches
         hints = {b.profile_hint for b in batches if b.profile_hint}
         session_ids = {
-            session_store.session_id_for(b.source.id, b.session_key)
-            for b in batches
-            if b.session_key is not None
+            self._session_id_for(b.source.id, b.session_key) for b in batches if b.session_key is not None
         }
-        profiles, owners = await self.store.load_profiles_and_sessions(sorted(hints), sorted(session_ids))
+        profiles, owners = await self.store.load_profiles_and_sessions(
+            sorted(hints), sorted(session_ids), traits=self.needs_traits
+        )
         self._keep_profiles(profiles)
         self.sessions.update(dict.fromkeys(session_ids))
         self.sessions.update(owners)
@@ -209,7 +212,7 @@ class GroupWrite:
             missing = sorted(pid for pid in ids if pid not in self.profiles)
             if not missing:
                 return
-            rows, _owners = await self.store.load_profiles_and_sessions(missing, [])
+            rows, _owners = await self.store.load_profiles_and_sessions(missing, [], traits=self.needs_traits)
             self._keep_profiles(rows)
             self.profiles.update({pid: None for pid in missing if pid not in self.profiles})
             ids = {row.merged_into for row in rows.values() if row.merged_into is not None}
@@ -228,7 +231,7 @@ class GroupWrite:
     async def _session_owner(self, session_id: str) -> str | None:
         """The profile that owns a client session (as loaded or opened here), or ``None``."""
         if session_id not in self.sessions:
-            _rows, owners = await self.store.load_profiles_and_sessions([], [session_id])
+            _rows, owners = await self.store.load_profiles_and_sessions([], [session_id], traits=False)
             self.sessions[session_id] = owners.get(session_id)
         return self.sessions[session_id]
 
@@ -236,7 +239,7 @@ class GroupWrite:
         for row in rows.values():
             self.profiles[row.id] = _Profile(
                 id=row.id,
-                traits=dict(row.traits),
+                traits=dict(row.traits or {}),
                 anonymous=row.anonymous,
                 created_at=row.created_at,
                 merged_into=row.merged_into,
@@ -498,7 +501,15 @@ class GroupWrite:
         self.pending.must_win.discard(key)
 
     def _session_id(self, batch: IngestBatch) -> str:
-        return session_store.session_id_for(batch.source.id, str(batch.session_key))
+        return self._session_id_for(batch.source.id, str(batch.session_key))
+
+    def _session_id_for(self, source_id: str, client_key: str) -> str:
+        """The server's session id of a client key (a UUID5: worth deriving once a group)."""
+        key = (source_id, client_key)
+        session_id = self._session_ids.get(key)
+        if session_id is None:
+            session_id = self._session_ids[key] = session_store.session_id_for(source_id, client_key)
+        return session_id
 
     async def _client_session(self, index: int, profile: _Profile) -> tuple[str, bool]:
         """Continue the client's session, or open it for this profile."""
@@ -514,7 +525,7 @@ class GroupWrite:
         self, index: int, profile_id: str, client_key: str, at: datetime, visit_key: str | None
     ) -> str:
         batch = self.batches[index]
-        session_id = session_store.session_id_for(batch.source.id, client_key)
+        session_id = self._session_id_for(batch.source.id, client_key)
         self.sessions[session_id] = profile_id
         self.pending.sessions[session_id] = NewSession(
             id=session_id,

@@ -36,7 +36,8 @@ _LOAD = text(
         WHERE id = ANY(CAST(:profiles AS varchar[]))
         ORDER BY id FOR NO KEY UPDATE
     )
-    SELECT true AS profile, id, merged_into AS owner, traits, anonymous, created_at, protected
+    SELECT true AS profile, id, merged_into AS owner,
+           CASE WHEN CAST(:traits AS boolean) THEN traits END AS traits, anonymous, created_at, protected
     FROM locked
     UNION ALL
     SELECT false, id, profile_id, NULL, NULL, NULL, NULL FROM sessions
@@ -116,10 +117,11 @@ class PgGroupStore(GroupStoreBase):
     """``db.group_store.GroupStore`` on PostgreSQL. ``load_profiles_and_sessions`` comes first."""
 
     async def load_profiles_and_sessions(
-        self, profile_ids: list[str], session_ids: list[str]
+        self, profile_ids: list[str], session_ids: list[str], *, traits: bool = True
     ) -> tuple[dict[str, ProfileRow], dict[str, str]]:
         # Through SQLAlchemy: it begins the transaction the raw statements then run in.
-        rows = await self._db.execute(_LOAD, {"profiles": profile_ids, "sessions": session_ids})
+        params = {"profiles": profile_ids, "sessions": session_ids, "traits": traits}
+        rows = await self._db.execute(_LOAD, params)
         found: dict[str, ProfileRow] = {}
         owners: dict[str, str] = {}
         for row in rows:

@@ -79,7 +79,7 @@ class SqliteGroupStore(GroupStoreBase):
     """``db.group_store.GroupStore`` on SQLite (one writer: the transaction holds the lock)."""
 
     async def load_profiles_and_sessions(
-        self, profile_ids: list[str], session_ids: list[str]
+        self, profile_ids: list[str], session_ids: list[str], *, traits: bool = True
     ) -> tuple[dict[str, ProfileRow], dict[str, str]]:
         conn = await self._driver()
         found: dict[str, ProfileRow] = {}
@@ -89,13 +89,18 @@ class SqliteGroupStore(GroupStoreBase):
                 "SELECT id, merged_into, traits, anonymous, created_at, protected FROM profiles "
                 f"WHERE id IN ({_placeholders(len(ids))})"
             )
-            for pid, merged_into, traits, anonymous, created_at, protected in await conn.execute_fetchall(
-                sql, ids
-            ):
+            for (
+                pid,
+                merged_into,
+                stored_traits,
+                anonymous,
+                created_at,
+                protected,
+            ) in await conn.execute_fetchall(sql, ids):
                 found[pid] = ProfileRow(
                     pid,
                     merged_into,
-                    jsonutil.loads(traits),
+                    jsonutil.loads(stored_traits) if traits else None,
                     bool(anonymous),
                     _from_sqlite_time(created_at),
                     bool(protected),

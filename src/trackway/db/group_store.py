@@ -39,10 +39,12 @@ class GroupStore(Protocol):
     """The statements of one group, in the open transaction."""
 
     async def load_profiles_and_sessions(
-        self, profile_ids: list[str], session_ids: list[str]
+        self, profile_ids: list[str], session_ids: list[str], *, traits: bool = True
     ) -> tuple[dict[str, ProfileRow], dict[str, str]]:
         """The profiles among ``profile_ids`` (live or merged), locked ``FOR NO KEY UPDATE`` in
-        id order until the commit; and the owner of each of ``session_ids`` that exists."""
+        id order until the commit, with their traits only if ``traits`` (decoding them is most
+        of the statement's cost, and a group of returning visitors changes none); and the
+        owner of each of ``session_ids`` that exists."""
         ...
 
     async def identity_owners(self, keys: list[Key]) -> dict[Key, str]:

@@ -56,7 +56,8 @@ class ProfileRow:
 
     id: str
     merged_into: str | None
-    traits: dict[str, Any]
+    #: ``None`` when not asked for.
+    traits: dict[str, Any] | None
     anonymous: bool
     created_at: datetime
     protected: bool
