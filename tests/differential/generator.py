@@ -191,7 +191,9 @@ class Generator:
 
     # --- requests ------------------------------------------------------------------------
 
-    def tracardi(self, step: int, index: int, *, session: Any = "pick", hint: Any = "pick", n: int = 0) -> Req:
+    def tracardi(
+        self, step: int, index: int, *, session: Any = "pick", hint: Any = "pick", n: int = 0
+    ) -> Req:
         rng = self.rng
         if session == "pick":
             session = None if rng.random() < 0.1 else self.pick_session()
@@ -409,7 +411,11 @@ class Generator:
                 self.answers.append((AnswerRef(step.id, index), "t_alias"))
             else:
                 self.answers.append((AnswerRef(step.id, index), req.kind))
-            if req.kind in ("tracardi", "tracify", "insend") and req.resend_of is None and not step.concurrent:
+            if (
+                req.kind in ("tracardi", "tracify", "insend")
+                and req.resend_of is None
+                and not step.concurrent
+            ):
                 self.resendable.append(req)
 
     def generate(self) -> Sequence:

@@ -144,9 +144,7 @@ async def compare(runs: list[Running], sequence: Sequence) -> Divergence | None:
     return None
 
 
-async def shrink(
-    sequence: Sequence, still_fails: Callable[[Sequence], Awaitable[bool]]
-) -> Sequence:
+async def shrink(sequence: Sequence, still_fails: Callable[[Sequence], Awaitable[bool]]) -> Sequence:
     """Drop steps one at a time while the sequence still diverges (a minimal reproduction)."""
     current = sequence
     changed = True

@@ -44,7 +44,11 @@ from trackway.core.sessions import session_id_for
 CLIENT_TIME_BEFORE = datetime(2025, 1, 1, tzinfo=UTC)
 PERSON_TABLES = ("events", "carts", "sessions", "identities", "profile_merges", "profiles")
 TRACARDI_PAGE = {"page": {"url": "https://web.example/home?utm_source=news", "title": "Home"}}
-INSEND_PAGE = {"url": "https://shop.example/p?utm_source=mail", "title": "Shop", "referrer": "https://s.example/"}
+INSEND_PAGE = {
+    "url": "https://shop.example/p?utm_source=mail",
+    "title": "Shop",
+    "referrer": "https://s.example/",
+}
 
 
 def sha(value: str) -> str:
@@ -269,7 +273,11 @@ class Snapshotter:
                         found[f"person:{p[key]}"] = (f"person:{p[key]}", f"person:{p[key]}", TRACKTOR)
                 elif req.kind == "insend":
                     if p["visitor"]:
-                        found[f"visitor:{p['visitor']}"] = (f"visitor:{p['visitor']}", f"visitor:{p['visitor']}", INSEND)
+                        found[f"visitor:{p['visitor']}"] = (
+                            f"visitor:{p['visitor']}",
+                            f"visitor:{p['visitor']}",
+                            INSEND,
+                        )
                     if p["guest"]:
                         found[f"guest:{p['guest']}"] = (f"guest:{p['guest']}", f"guest:{p['guest']}", INSEND)
                 elif req.kind == "tracify":
@@ -379,7 +387,9 @@ class Snapshotter:
         tracardi_sessions_of: dict[str, list[str]] = {}
         for session_id, session in self.sessions.items():
             if session is not None:
-                tracardi_sessions_of.setdefault(session["profile_id"], []).append(self.session_label[session_id])
+                tracardi_sessions_of.setdefault(session["profile_id"], []).append(
+                    self.session_label[session_id]
+                )
         for profile_id in live:
             view = self.views[profile_id]
             assert view is not None
@@ -395,13 +405,17 @@ class Snapshotter:
         uow = self.app.state.services.uow
         async with uow.read() as db:
             audit_rows = (
-                await db.execute(text("SELECT from_profile_id, into_profile_id, reason, source_id FROM profile_merges"))
+                await db.execute(
+                    text("SELECT from_profile_id, into_profile_id, reason, source_id FROM profile_merges")
+                )
             ).all()
             totals = {}
             for table in PERSON_TABLES:
                 totals[table] = int((await db.exec_driver_sql(f"SELECT count(*) FROM {table}")).scalar_one())
             totals["live profiles"] = int(
-                (await db.exec_driver_sql("SELECT count(*) FROM profiles WHERE merged_into IS NULL")).scalar_one()
+                (
+                    await db.exec_driver_sql("SELECT count(*) FROM profiles WHERE merged_into IS NULL")
+                ).scalar_one()
             )
         merged_ids = {row[0] for row in audit_rows} | {row[1] for row in audit_rows}
         for view in list(self.views.values()):
@@ -473,7 +487,9 @@ class Snapshotter:
                 key += "'"
             profiles[key] = entry
         sessions: dict[str, Any] = {}
-        for session_id, session in sorted(self.sessions.items(), key=lambda kv: self.session_label.get(kv[0], "")):
+        for session_id, session in sorted(
+            self.sessions.items(), key=lambda kv: self.session_label.get(kv[0], "")
+        ):
             if session is None:
                 continue
             own_times = [
@@ -488,7 +504,9 @@ class Snapshotter:
             ]
             sessions[self.session_label[session_id]] = {
                 "source": session["source_id"],
-                "client_key": "visit:*" if session["client_key"].startswith("visit:") else session["client_key"],
+                "client_key": "visit:*"
+                if session["client_key"].startswith("visit:")
+                else session["client_key"],
                 "profile": label(session["profile_id"]),
                 "started_at": self.wall(session["started_at"], own_times, "span"),
                 "last_event_at": self.wall(session["last_event_at"], own_times, "last"),
@@ -507,7 +525,10 @@ class Snapshotter:
             "answers": answers,
             "profiles": profiles,
             "sessions": sessions,
-            "identity lookups": {k: sorted(label(i) if not i.startswith("status") else i for i in v) for k, v in lookups.items()},
+            "identity lookups": {
+                k: sorted(label(i) if not i.startswith("status") else i for i in v)
+                for k, v in lookups.items()
+            },
             "merges (table)": sorted(
                 f"{label(row[0])} into {label(row[1])}: {row[2]} in {row[3]}" for row in audit_rows
             ),
@@ -534,7 +555,9 @@ class Snapshotter:
         return out
 
 
-async def snapshot(client: httpx.AsyncClient, app: FastAPI, sequence: Sequence, log: PlayLog) -> dict[str, Any]:
+async def snapshot(
+    client: httpx.AsyncClient, app: FastAPI, sequence: Sequence, log: PlayLog
+) -> dict[str, Any]:
     return await Snapshotter(client, app, sequence, log).take()
 
 
@@ -570,7 +593,9 @@ def all_differences(a: Any, b: Any, path: str = "", out: list[str] | None = None
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b), key=str):
             if key not in a or key not in b:
-                out.append(f"{path}/{key}: {a.get(key, '<absent>')!r:.200} vs {b.get(key, '<absent>')!r:.200}")
+                out.append(
+                    f"{path}/{key}: {a.get(key, '<absent>')!r:.200} vs {b.get(key, '<absent>')!r:.200}"
+                )
             else:
                 all_differences(a[key], b[key], f"{path}/{key}", out)
     elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
