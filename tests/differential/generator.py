@@ -155,6 +155,9 @@ class Generator:
         #: Earlier requests that can be sent again as they were (dedup).
         self.resendable: list[Req] = []
         self.insend_orders = 0
+        #: Tracardi answers that name a profile no merge can touch (``note_tracardi``).
+        self.native: list[tuple[AnswerRef, str]] = []
+        self.foreign_sessions: set[str] = set()
         self.tracify_orders = 0
 
     # --- helpers -------------------------------------------------------------------------
@@ -181,13 +184,32 @@ class Generator:
     def pick_hint(self) -> Any:
         """None, a garbage id, or a profile id some earlier answer gave (of any dialect)."""
         roll = self.rng.random()
-        if roll < 0.2 or not self.answers:
+        answers = self.answers if self.on("merged-hint") else self.native
+        if roll < 0.2 or not answers:
             return None
         if roll < 0.3:
             return f"unknown-{self.rng.randint(1, 3)}"
         # Answers about ids that tend to get merged later (anonymous ids, guests, visit hashes)
         # are as likely as any: they are the hints that name merged profiles.
-        return self.rng.choice(self.answers)[0]
+        return self.rng.choice(answers)[0]
+
+    def note_tracardi(self, req: Req) -> None:
+        """Keep track of the Tracardi answers that can only name a Tracardi-made profile (one
+        without identities, so never merged): with ``merged-hint`` off, hints come only from them.
+
+        A request hinted with another answer's profile may land on a profile of another
+        dialect, and so may one that recovers its profile from a session such a request used.
+        """
+        hint, session = req.params["hint"], req.params["session"]
+        if isinstance(hint, AnswerRef):
+            foreign = hint not in {ref for ref, _ in self.native}
+        else:
+            foreign = session is not None and session in self.foreign_sessions
+        if foreign:
+            if session is not None:
+                self.foreign_sessions.add(session)
+            return
+        self.native.append((AnswerRef(req.origin[0], req.origin[1]), "tracardi"))
 
     # --- requests ------------------------------------------------------------------------
 
@@ -315,13 +337,22 @@ class Generator:
         """Requests for one person (or several people) at once; each stores events, none sets traits."""
         rng = self.rng
         k = rng.choice([2, 3, 4])
-        choices = ["one-visit", "several-people", "tracktor-person", "insend-cart", "mixed"]
+        choices = ["one-visit", "tracktor-person", "insend-cart", "mixed"]
+        if self.on("several-people"):
+            choices.append("several-people")
         scenario = rng.choice(choices)
         if scenario == "one-visit":
             # One visitor's requests racing: a new or known session, one hint for all of them.
-            session = self.pick_session(new_bias=0.6)
             hint = self.pick_hint()
-            return [self.tracardi(step, i, session=session, hint=hint) for i in range(k)], scenario
+            if isinstance(hint, AnswerRef) or self.on("new-visitor-burst"):
+                session = self.pick_session(new_bias=0.6)
+                return [self.tracardi(step, i, session=session, hint=hint) for i in range(k)], scenario
+            # A burst of first hits of a new visitor (a new session, no live hint) is turned
+            # off (``new-visitor-burst``): the visitor is a known session's instead.
+            if self.sessions:
+                session = self.rng.choice(self.sessions)
+                return [self.tracardi(step, i, session=session, hint=hint) for i in range(k)], scenario
+            scenario = "tracktor-person"
         if scenario == "several-people":
             # Several people in one group: each its own session and hint.
             reqs = []
@@ -350,7 +381,7 @@ class Generator:
         # mixed: a Tracktor person and a Tracardi visitor whose hint is that person's profile.
         person = rng.choice(self.tracktor_ids)
         tracktor_answers = [ref for ref, kind in self.answers if kind == "t_track"]
-        hint = rng.choice(tracktor_answers) if tracktor_answers else None
+        hint = rng.choice(tracktor_answers) if tracktor_answers and self.on("merged-hint") else None
         session = self.pick_session(new_bias=0.7)
         return [
             self.t_track(step, 0, person, self.clock.now),
@@ -411,6 +442,8 @@ class Generator:
                 self.answers.append((AnswerRef(step.id, index), "t_alias"))
             else:
                 self.answers.append((AnswerRef(step.id, index), req.kind))
+            if req.kind == "tracardi":
+                self.note_tracardi(req)
             if (
                 req.kind in ("tracardi", "tracify", "insend")
                 and req.resend_of is None

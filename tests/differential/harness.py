@@ -124,6 +124,13 @@ class Divergence:
 
 async def compare(runs: list[Running], sequence: Sequence) -> Divergence | None:
     """Play ``sequence`` under every configuration; the first that differs from the first one."""
+    found = await compare_all(runs, sequence)
+    return found[0] if found else None
+
+
+async def compare_all(runs: list[Running], sequence: Sequence) -> list[Divergence]:
+    """Play ``sequence`` under every configuration; every one that differs from the first one."""
+    divergences = []
     # The configurations play at once, each on its own database: their waits on disk overlap.
     snaps = await asyncio.gather(*(play_and_snapshot(run, sequence) for run in runs))
     reference = snaps[0]
@@ -131,17 +138,19 @@ async def compare(runs: list[Running], sequence: Sequence) -> Divergence | None:
         found = first_difference(reference, snap)
         if found is not None:
             path, ours, theirs = found
-            return Divergence(
-                sequence.seed,
-                runs[0].config.name,
-                run.config.name,
-                path,
-                ours,
-                theirs,
-                sequence,
-                all_differences(reference, snap),
+            divergences.append(
+                Divergence(
+                    sequence.seed,
+                    runs[0].config.name,
+                    run.config.name,
+                    path,
+                    ours,
+                    theirs,
+                    sequence,
+                    all_differences(reference, snap),
+                )
             )
-    return None
+    return divergences
 
 
 async def shrink(sequence: Sequence, still_fails: Callable[[Sequence], Awaitable[bool]]) -> Sequence:
