@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.differential.generator import generate
-from tests.differential.harness import Config, Divergence, Running, compare, running, shrink
+from tests.differential.harness import Config, Divergence, Running, compare, compare_all, running, shrink
 
 SEQUENCES = int(os.environ.get("TRACKWAY_DIFF_SEQUENCES", "120"))
 FIRST_SEED = int(os.environ.get("TRACKWAY_DIFF_FIRST_SEED", "0"))
@@ -38,7 +38,28 @@ CHUNK = 20
 #: Generator features switched off in the default run because the core answers differently
 #: on its two write paths today (issue #13). Remove one when the core is fixed: the run then
 #: plays it again. ``TRACKWAY_DIFF_ALL=1`` plays them all now.
-KNOWN_DIVERGENCES: dict[str, str] = {}
+KNOWN_DIVERGENCES: dict[str, str] = {
+    "merged-hint": (
+        "A Tracardi profile.id naming a merged profile, with a new session.id: the per-batch "
+        "path answers the survivor (design step 1, README), the bulk path (group commit, the "
+        "default) makes a brand-new profile; also when its group fails and falls back to one by "
+        "one, the same batch gets the survivor. Off: hints come only from answers that name "
+        "Tracardi-made profiles, which nothing can merge. (test_merged_hint.py: xfail.)"
+    ),
+    "several-people": (
+        "Plain Tracardi batches of several people in one group: the bulk path moves every "
+        "touched profile's last_seen_at and every touched session's last_event_at to the "
+        "group's latest receive time; the per-batch path to each batch's own. Off: concurrent "
+        "steps never send requests for different Tracardi people at once."
+    ),
+    "new-visitor-burst": (
+        "Several first requests of one new Tracardi visitor (a new session.id, no live "
+        "profile.id) in one group: the bulk path creates the profile with last_seen_at = the "
+        "first batch's receive time and never moves it for the group's later batches; the "
+        "per-batch path leaves it at the latest. Off: concurrent Tracardi requests without a "
+        "live hint name a known session."
+    ),
+}
 
 DISABLED = frozenset() if os.environ.get("TRACKWAY_DIFF_ALL") == "1" else frozenset(KNOWN_DIVERGENCES)
 
@@ -81,11 +102,11 @@ async def test_every_configuration_shows_the_same(
     failures: list[Divergence] = []
     async with all_configs(sqlite_template, pg_urls, tmp_path) as runs:
         for seed in seeds:
-            divergence = await compare(runs, generate(seed, LENGTH, DISABLED))
-            if divergence is not None:
-                failures.append(divergence)
+            failures.extend(await compare_all(runs, generate(seed, LENGTH, DISABLED)))
         if failures and os.environ.get("TRACKWAY_DIFF_SHRINK") == "1":
             pytest.fail(await minimal(runs, failures[0]), pytrace=False)
     if failures:
         others = ", ".join(f"{d.seed} ({d.other} at {d.path})" for d in failures[1:])
+        if DISABLED:
+            others += f"\n(generator features off: {', '.join(sorted(DISABLED))})"
         pytest.fail(f"{failures[0].report()}\nother diverging seeds: {others or 'none'}", pytrace=False)
