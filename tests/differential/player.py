@@ -332,44 +332,51 @@ class Snapshotter:
             return self.readable.get(value, f"{kind}:{value}")
         return f"{kind}:{value}@{scope}"
 
+    async def read_events(self, profile_id: str) -> None:
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+            status, body = await self.get(f"/api/profiles/{profile_id}/events", **params)
+            assert status == 200, body
+            items.extend(body["items"])
+            cursor = body["next_cursor"]
+            if not cursor:
+                break
+        self.events[profile_id] = items
+        for event in items:
+            self.marker_of[event["id"]] = str(event["properties"].get("m", "?"))
+
     async def take(self) -> dict[str, Any]:
         # 1. Every profile any answer named, any identity finds, any Tracardi session belongs to.
-        live: set[str] = set()
-        for profile_id, _where in self.log.answered_ids():
-            view = await self.view(profile_id)
-            if view is not None:
-                live.add(view["id"])
+        # (Reads run at once: nothing writes meanwhile, and the order of reads changes nothing.)
+        answered = sorted({profile_id for profile_id, _where in self.log.answered_ids()})
+        await asyncio.gather(*(self.view(profile_id) for profile_id in answered))
+        live = {view["id"] for view in (self.views[p] for p in answered) if view is not None}
+        queries = self.identity_queries()
+        found = await asyncio.gather(
+            *(
+                self.get("/api/profiles", identity=query, **({"source": source} if source else {}))
+                for _label, query, source in queries
+            )
+        )
         lookups: dict[str, list[str]] = {}
-        for label, query, source in self.identity_queries():
-            params = {"identity": query, **({"source": source} if source else {})}
-            status, body = await self.get("/api/profiles", **params)
+        for (label, _query, _source), (status, body) in zip(queries, found, strict=True):
             ids = [item["id"] for item in body["items"]] if status == 200 else [f"status {status}"]
             lookups[label] = ids
             live.update(i for i in ids if not i.startswith("status"))
-        for key in self.tracardi_sessions():
-            session = await self.session(session_id_for(TRACARDI, key))
+        keys = self.tracardi_sessions()
+        for session in await asyncio.gather(*(self.session(session_id_for(TRACARDI, k)) for k in keys)):
             if session is not None:
                 live.add(session["profile_id"])
-        for profile_id in list(live):
-            view = await self.view(profile_id)
+        await asyncio.gather(*(self.view(profile_id) for profile_id in sorted(live)))
+        for profile_id in live:
+            view = self.views[profile_id]
             assert view is not None and view["id"] == profile_id, (profile_id, view)
         # 2. Their events, all pages, and the sessions the events name.
-        for profile_id in sorted(live):
-            items: list[dict[str, Any]] = []
-            cursor = None
-            while True:
-                params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-                status, body = await self.get(f"/api/profiles/{profile_id}/events", **params)
-                assert status == 200, body
-                items.extend(body["items"])
-                cursor = body["next_cursor"]
-                if not cursor:
-                    break
-            self.events[profile_id] = items
-            for event in items:
-                self.marker_of[event["id"]] = str(event["properties"].get("m", "?"))
-                if event["session_id"]:
-                    await self.session(event["session_id"])
+        await asyncio.gather(*(self.read_events(profile_id) for profile_id in sorted(live)))
+        named = {e["session_id"] for items in self.events.values() for e in items if e["session_id"]}
+        await asyncio.gather(*(self.session(session_id) for session_id in sorted(named)))
         # 3. Labels: sessions, then profiles.
         markers_in: dict[str, list[str]] = {}
         for items in self.events.values():
@@ -421,8 +428,7 @@ class Snapshotter:
         for view in list(self.views.values()):
             if view is not None:
                 merged_ids.update(view["merged_from"])
-        for profile_id in sorted(merged_ids):
-            await self.view(profile_id)
+        await asyncio.gather(*(self.view(profile_id) for profile_id in sorted(merged_ids)))
 
         def label(profile_id: str) -> str:
             if profile_id in self.profile_label:
