@@ -232,7 +232,12 @@ class Generator:
                     "m": self.marker(step, index, k),
                 }
             )
-        return Req("tracardi", {"session": session, "hint": hint, "events": events}, (step, index))
+        if self.on("repeat-in-payload") and rng.random() < 0.1:
+            events.append(dict(events[0]))  # one event id twice in one payload: stored once
+        params = {"session": session, "hint": hint, "events": events}
+        if self.on("no-session") and session is not None and rng.random() < 0.06:
+            params["save_session"] = False  # saveSession: false on every event: no visit
+        return Req("tracardi", params, (step, index))
 
     def t_track(self, step: int, index: int, person: str | None = None, ts: datetime | None = None) -> Req:
         person = person or self.rng.choice(self.tracktor_ids)
@@ -396,6 +401,9 @@ class Generator:
             return None
         original = self.rng.choice(candidates)
         req = Req(original.kind, copy.deepcopy(original.params), (step, 0), resend_of=original.origin)
+        if req.kind == "tracardi" and self.on("resend-elsewhere") and self.rng.random() < 0.4:
+            # The same event ids again, in another visit (re-queued after the session rotated).
+            req.params["session"] = self.pick_session(new_bias=0.7)
         return req
 
     def one(self, step: int) -> tuple[Req, str]:

@@ -128,6 +128,9 @@ def tracardi_body(req: Req, log: PlayLog) -> dict[str, Any]:
             for e in params["events"]
         ],
     }
+    if params.get("save_session") is False:
+        for event in body["events"]:
+            event["options"] = {"saveSession": False}
     if params["session"] is not None:
         body["session"] = {"id": params["session"]}
     hint = params["hint"]

@@ -59,6 +59,13 @@ KNOWN_DIVERGENCES: dict[str, str] = {
         "per-batch path leaves it at the latest. Off: concurrent Tracardi requests without a "
         "live hint name a known session."
     ),
+    "resend-elsewhere": (
+        "Tracardi event ids sent again in a new session (re-queued after the session rotated), "
+        "all of them duplicates: the per-batch path opens the session counting the events it "
+        "expected and never corrects the count (event_count 3, no event in it); the bulk path "
+        "counts the events it stored (0). Here the per-batch path is the wrong one. Off: "
+        "resends keep their session."
+    ),
 }
 
 DISABLED = frozenset() if os.environ.get("TRACKWAY_DIFF_ALL") == "1" else frozenset(KNOWN_DIVERGENCES)
