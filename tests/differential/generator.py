@@ -101,15 +101,15 @@ class Sequence:
         return "\n".join(lines)
 
     def without(self, step_ids: set[int]) -> Sequence | None:
-        """The sequence without some steps, or ``None`` if a kept step needs a dropped one."""
+        """The sequence without some steps, or ``None`` if a kept step names a dropped one's answer.
+
+        (A resend whose original is dropped stays: it becomes the first send.)
+        """
         kept = [s for s in self.steps if s.id not in step_ids]
         for step in kept:
             for req in step.requests:
                 if any(ref.step in step_ids for ref in refs_of(req)):
                     return None
-                if req.resend_of is not None and req.resend_of[0] in step_ids:
-                    # A resend stands alone fine: it becomes the first send.
-                    pass
         return Sequence(self.seed, kept, self.emails)
 
 
@@ -217,6 +217,7 @@ class Generator:
         self, step: int, index: int, *, session: Any = "pick", hint: Any = "pick", n: int = 0
     ) -> Req:
         rng = self.rng
+        known = len(self.sessions)
         if session == "pick":
             session = None if rng.random() < 0.1 else self.pick_session()
         if hint == "pick":
@@ -237,6 +238,8 @@ class Generator:
         params = {"session": session, "hint": hint, "events": events}
         if self.on("no-session") and session is not None and rng.random() < 0.06:
             params["save_session"] = False  # saveSession: false on every event: no visit
+            # The session is not opened: a key this request made up is no known session.
+            del self.sessions[known:]
         return Req("tracardi", params, (step, index))
 
     def t_track(self, step: int, index: int, person: str | None = None, ts: datetime | None = None) -> Req:
@@ -340,6 +343,15 @@ class Generator:
 
     def concurrent(self, step: int) -> tuple[list[Req], str]:
         """Requests for one person (or several people) at once; each stores events, none sets traits."""
+        reqs, scenario = self._concurrent(step)
+        if not self.on("several-people"):
+            # A batch storing no event in the group's session still moves its clock on the
+            # bulk path (the "several-people" divergence, for one visitor): keep them apart.
+            for req in reqs:
+                req.params.pop("save_session", None)
+        return reqs, scenario
+
+    def _concurrent(self, step: int) -> tuple[list[Req], str]:
         rng = self.rng
         k = rng.choice([2, 3, 4])
         choices = ["one-visit", "tracktor-person", "insend-cart", "mixed"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,9 +64,23 @@ async def _commit_failing_groups(self: GroupCommitWriter, part: list[Pending], w
     return await _original_commit(self, part, write)
 
 
-def install_fallback_hook() -> None:
-    """Once per process: harmless for writers not marked ``diff_fail_groups``."""
-    GroupCommitWriter._commit = _commit_failing_groups  # type: ignore[method-assign]
+_hooked = 0
+
+
+@contextlib.contextmanager
+def fallback_hook() -> Iterator[None]:
+    """``GroupCommitWriter._commit`` replaced while a ``fallback`` app runs (harmless for the
+    writers not marked ``diff_fail_groups``), and put back after the last one."""
+    global _hooked
+    if _hooked == 0:
+        GroupCommitWriter._commit = _commit_failing_groups  # type: ignore[method-assign]
+    _hooked += 1
+    try:
+        yield
+    finally:
+        _hooked -= 1
+        if _hooked == 0:
+            GroupCommitWriter._commit = _original_commit  # type: ignore[method-assign]
 
 
 @contextlib.asynccontextmanager
@@ -76,20 +90,21 @@ async def running(config: Config, database_url: str) -> AsyncIterator[Running]:
         admin_token=ADMIN_TOKEN,
         source_cache_seconds=0,
         db_pool_size=20,
-        # A deployment knob (three round trips per checkout), not a write-path rule: off, the
-        # many small reads of a snapshot cost half as much.
+        # A deployment knob, not a write-path rule: off, each of a snapshot's many small reads
+        # saves the three round trips of checking its pooled connection.
         db_pool_pre_ping=False,
         group_commit=config.path != "per-batch",
     )
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        if config.path == "fallback":
-            install_fallback_hook()
-            app.state.services.uow.group_writer.diff_fail_groups = True
-        await ensure_sources(app)
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield Running(config, app, client)
+    hook = fallback_hook() if config.path == "fallback" else contextlib.nullcontext()
+    with hook:
+        async with app.router.lifespan_context(app):
+            if config.path == "fallback":
+                app.state.services.uow.group_writer.diff_fail_groups = True
+            await ensure_sources(app)
+            transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                yield Running(config, app, client)
 
 
 async def play_and_snapshot(run: Running, sequence: Sequence) -> dict[str, Any]:
