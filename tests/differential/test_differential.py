@@ -6,7 +6,7 @@ against each configuration (``harness.py``), and what the read API shows afterwa
 
 Environment:
 
-- ``TRACKWAY_DIFF_SEQUENCES``: how many sequences (default 40, in chunks of 20 per test);
+- ``TRACKWAY_DIFF_SEQUENCES``: how many sequences (default 100, in chunks of 20 per test);
 - ``TRACKWAY_DIFF_FIRST_SEED``: the first seed (default 0);
 - ``TRACKWAY_DIFF_LENGTH``: steps per sequence (default 12);
 - ``TRACKWAY_DIFF_FALLBACK=1``: also play each sequence under group commit whose multi-batch
@@ -30,7 +30,7 @@ import pytest
 from tests.differential.generator import generate
 from tests.differential.harness import Config, Divergence, Running, compare, compare_all, running, shrink
 
-SEQUENCES = int(os.environ.get("TRACKWAY_DIFF_SEQUENCES", "40"))
+SEQUENCES = int(os.environ.get("TRACKWAY_DIFF_SEQUENCES", "100"))
 FIRST_SEED = int(os.environ.get("TRACKWAY_DIFF_FIRST_SEED", "0"))
 LENGTH = int(os.environ.get("TRACKWAY_DIFF_LENGTH", "12"))
 CHUNK = 20
