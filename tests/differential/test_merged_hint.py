@@ -10,6 +10,7 @@ dialect can merge one, but any profile id may come back as a hint.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ import pytest
 
 from tests.conftest import ADMIN, count
 from tests.differential.generator import TRACARDI, TRACKTOR
+from tests.differential.harness import fallback_hook
 from trackway.core import sources as source_service
 from trackway.db.uow import SqlUnitOfWork
 
@@ -90,3 +92,33 @@ async def test_merged_hint_known_session(client, uow, sources) -> None:
     body = (await client.post("/track", json=again)).json()
     assert body["profile"]["id"] == survivor
     assert body["session"] == first["session"]
+
+
+@pytest.mark.parametrize(
+    "fail_group",
+    [
+        pytest.param(True, id="group-fails"),
+        pytest.param(
+            False, id="group-commits", marks=pytest.mark.xfail(strict=True, reason=BULK_IGNORES_MERGES)
+        ),
+    ],
+)
+# A window long enough for both requests to join one group even on a busy machine.
+@pytest.mark.parametrize(
+    "settings_overrides", [{"group_commit": True, "group_commit_window_ms": 50}], ids=["group"]
+)
+async def test_merged_hint_answer_does_not_depend_on_the_group_failing(
+    client, app, uow, sources, fail_group, caplog
+) -> None:
+    """Two requests of one visitor at once (one group), hinted with a merged id in a new session.
+    When the group's transaction fails they are written one by one and land on the survivor;
+    when it commits, the bulk path gives them a new profile."""
+    merged, survivor = await merged_and_survivor(client)
+    app.state.services.uow.group_writer.diff_fail_groups = fail_group
+    first, second = track("burst", merged), track("burst", merged)
+    second["events"][0]["id"] = "burst-2"
+    with fallback_hook():
+        answers = await asyncio.gather(client.post("/track", json=first), client.post("/track", json=second))
+    failed = [r for r in caplog.records if "writing its batches one by one" in r.getMessage()]
+    assert len(failed) == (1 if fail_group else 0)
+    assert [a.json()["profile"]["id"] for a in answers] == [survivor, survivor]
