@@ -441,8 +441,8 @@ class Snapshotter:
             return f"~{first_answer.get(profile_id, 'unanswered')}->{survivor}"
 
         # 5. The canonical snapshot.
-        profiles: dict[str, Any] = {}
-        for profile_id in sorted(live, key=lambda p: self.profile_label[p]):
+        entries: list[tuple[str, dict[str, Any]]] = []
+        for profile_id in live:
             view = self.views[profile_id]
             assert view is not None
             items = self.events[profile_id]
@@ -491,8 +491,12 @@ class Snapshotter:
                 "last_seen_at": self.wall(view["last_seen_at"], own_times, "last"),
                 "events": events,
             }
-            key = self.profile_label[profile_id]
-            while key in profiles:  # two profiles with no identity, event or session
+            entries.append((self.profile_label[profile_id], entry))
+        # Two profiles may share a label (no identity, event or session: a Tracardi request
+        # without session whose events were all duplicates): ordered by content, then primed.
+        profiles: dict[str, Any] = {}
+        for key, entry in sorted(entries, key=lambda e: (e[0], json.dumps(e[1], sort_keys=True))):
+            while key in profiles:
                 key += "'"
             profiles[key] = entry
         sessions: dict[str, Any] = {}
