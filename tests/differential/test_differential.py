@@ -13,6 +13,7 @@ Environment:
   transactions fail once (the one-by-one fallback), on both databases;
 - ``TRACKWAY_DIFF_ALL=1``: turn every generator feature on, the known divergences included
   (``KNOWN_DIVERGENCES``): expect failures until the core is fixed;
+- ``TRACKWAY_DIFF_ENABLE=merged-hint,...``: turn on only the named ones of them;
 - ``TRACKWAY_DIFF_SHRINK=1``: on a divergence, drop steps while it persists and report the
   minimal sequence.
 """
@@ -49,8 +50,10 @@ KNOWN_DIVERGENCES: dict[str, str] = {
     "several-people": (
         "Plain Tracardi batches of several people in one group: the bulk path moves every "
         "touched profile's last_seen_at and every touched session's last_event_at to the "
-        "group's latest receive time; the per-batch path to each batch's own. Off: concurrent "
-        "steps never send requests for different Tracardi people at once."
+        "group's latest receive time; the per-batch path to each batch's own. The same for one "
+        "visitor whose group holds a saveSession:false batch (it stores no event in the "
+        "session, yet its receive time moves the session's clock). Off: concurrent steps never "
+        "send requests for different Tracardi people, nor saveSession:false ones, at once."
     ),
     "new-visitor-burst": (
         "Several first requests of one new Tracardi visitor (a new session.id, no live "
@@ -68,7 +71,11 @@ KNOWN_DIVERGENCES: dict[str, str] = {
     ),
 }
 
-DISABLED = frozenset() if os.environ.get("TRACKWAY_DIFF_ALL") == "1" else frozenset(KNOWN_DIVERGENCES)
+ENABLED = set(filter(None, os.environ.get("TRACKWAY_DIFF_ENABLE", "").split(",")))
+assert ENABLED <= set(KNOWN_DIVERGENCES), f"unknown features: {ENABLED - set(KNOWN_DIVERGENCES)}"
+DISABLED = (
+    frozenset() if os.environ.get("TRACKWAY_DIFF_ALL") == "1" else frozenset(KNOWN_DIVERGENCES) - ENABLED
+)
 
 PATHS = ["per-batch", "group"]
 if os.environ.get("TRACKWAY_DIFF_FALLBACK") == "1":
