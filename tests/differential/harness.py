@@ -44,24 +44,18 @@ class Running:
     client: httpx.AsyncClient
 
 
-class ForcedGroupFailure(RuntimeError):
-    """Raised inside a group's transaction by the ``fallback`` configuration."""
+_original_write = GroupCommitWriter._write
 
 
-_original_commit = GroupCommitWriter._commit
-
-
-async def _commit_failing_groups(self: GroupCommitWriter, part: list[Pending], write: Any) -> list[Pending]:
-    """``GroupCommitWriter._commit`` whose transaction fails when it holds more than one batch
-    and the writer is marked ``diff_fail_groups``: the real failure path then writes them one by one."""
-    if getattr(self, "diff_fail_groups", False) and len(part) > 1:
-
-        async def failing(db: Any, dialect: str, batches: Any) -> Any:
-            await write(db, dialect, batches)  # the work is done, then the transaction fails
-            raise ForcedGroupFailure("forced by the differential test")
-
-        return await _original_commit(self, part, failing)
-    return await _original_commit(self, part, write)
+async def _write_failing_groups(self: GroupCommitWriter, group: list[Pending]) -> None:
+    """``GroupCommitWriter._write`` as if the transaction of every group of more than one request
+    failed (a rolled-back transaction leaves nothing) when the writer is marked
+    ``diff_fail_groups``: the writer's real failure path then writes them one by one."""
+    if getattr(self, "diff_fail_groups", False) and len(group) > 1:
+        self.diff_failed_groups = getattr(self, "diff_failed_groups", 0) + 1  # type: ignore[attr-defined]
+        await self._one_by_one(group)
+        return
+    await _original_write(self, group)
 
 
 _hooked = 0
@@ -69,18 +63,18 @@ _hooked = 0
 
 @contextlib.contextmanager
 def fallback_hook() -> Iterator[None]:
-    """``GroupCommitWriter._commit`` replaced while a ``fallback`` app runs (harmless for the
+    """``GroupCommitWriter._write`` replaced while a ``fallback`` app runs (harmless for the
     writers not marked ``diff_fail_groups``), and put back after the last one."""
     global _hooked
     if _hooked == 0:
-        GroupCommitWriter._commit = _commit_failing_groups  # type: ignore[method-assign]
+        GroupCommitWriter._write = _write_failing_groups  # type: ignore[method-assign]
     _hooked += 1
     try:
         yield
     finally:
         _hooked -= 1
         if _hooked == 0:
-            GroupCommitWriter._commit = _original_commit  # type: ignore[method-assign]
+            GroupCommitWriter._write = _original_write  # type: ignore[method-assign]
 
 
 @contextlib.asynccontextmanager
@@ -100,7 +94,7 @@ async def running(config: Config, database_url: str) -> AsyncIterator[Running]:
     with hook:
         async with app.router.lifespan_context(app):
             if config.path == "fallback":
-                app.state.services.uow.group_writer.diff_fail_groups = True
+                app.state.services.writer.diff_fail_groups = True
             await ensure_sources(app)
             transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

@@ -1,9 +1,10 @@
 """Issue #13's first finding, on its own: a Tracardi ``profile.id`` naming a merged profile.
 
 Design step 1 and the README: a hint that names a merged profile resolves to its survivor
-("a merged one answers with its survivor's id, and the client replaces the id it keeps").
-The per-batch path does; the bulk path of group commit (the default) makes a brand-new
-profile when the session is new. The profile id is learned from another dialect's answer
+("a merged one answers with its survivor's id, and the client replaces the id it keeps"),
+with group commit on or off, whether its group commits or fails and is written one by one.
+(Before the one write path, group commit's bulk path made a brand-new profile when the
+session was new.) The profile id is learned from another dialect's answer
 (a Tracktor person's, later aliased): Tracardi-made profiles have no identities, so no
 dialect can merge one, but any profile id may come back as a hint.
 """
@@ -21,11 +22,6 @@ from tests.differential.generator import TRACARDI, TRACKTOR
 from tests.differential.harness import fallback_hook
 from trackway.core import sources as source_service
 from trackway.db.uow import SqlUnitOfWork
-
-BULK_IGNORES_MERGES = (
-    "issue #13: the bulk path takes a hint naming a merged profile for an unknown one and "
-    "makes a new profile (core/bulk.py _plan_profiles); the per-batch path follows merged_into"
-)
 
 PATHS = [
     pytest.param({"group_commit": False}, id="per-batch"),
@@ -60,17 +56,7 @@ def track(session: str, hint: str) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize(
-    "settings_overrides",
-    [
-        PATHS[0],
-        pytest.param(
-            {"group_commit": True},
-            id="group",
-            marks=pytest.mark.xfail(strict=True, reason=BULK_IGNORES_MERGES),
-        ),
-    ],
-)
+@pytest.mark.parametrize("settings_overrides", PATHS)
 async def test_merged_hint_new_session(client, uow, sources) -> None:
     merged, survivor = await merged_and_survivor(client)
     profiles_before = await count(uow, "profiles")
@@ -83,7 +69,7 @@ async def test_merged_hint_new_session(client, uow, sources) -> None:
 
 @pytest.mark.parametrize("settings_overrides", PATHS)
 async def test_merged_hint_known_session(client, uow, sources) -> None:
-    """With a known session the bulk path hands the batch back to the per-batch steps: right."""
+    """With a known session too."""
     merged, survivor = await merged_and_survivor(client)
     first = (await client.post("/track", json=track("known-session", survivor))).json()
     assert first["profile"]["id"] == survivor
@@ -95,30 +81,22 @@ async def test_merged_hint_known_session(client, uow, sources) -> None:
 
 
 @pytest.mark.parametrize(
-    "fail_group",
-    [
-        pytest.param(True, id="group-fails"),
-        pytest.param(
-            False, id="group-commits", marks=pytest.mark.xfail(strict=True, reason=BULK_IGNORES_MERGES)
-        ),
-    ],
+    "fail_group", [pytest.param(True, id="group-fails"), pytest.param(False, id="group-commits")]
 )
 # A window long enough for both requests to join one group even on a busy machine.
 @pytest.mark.parametrize(
     "settings_overrides", [{"group_commit": True, "group_commit_window_ms": 50}], ids=["group"]
 )
 async def test_merged_hint_answer_does_not_depend_on_the_group_failing(
-    client, app, uow, sources, fail_group, caplog
+    client, app, uow, sources, fail_group
 ) -> None:
-    """Two requests of one visitor at once (one group), hinted with a merged id in a new session.
-    When the group's transaction fails they are written one by one and land on the survivor;
-    when it commits, the bulk path gives them a new profile."""
+    """Two requests of one visitor at once (one group), hinted with a merged id in a new session,
+    land on the survivor whether the group's transaction commits or fails (written one by one)."""
     merged, survivor = await merged_and_survivor(client)
-    app.state.services.uow.group_writer.diff_fail_groups = fail_group
+    app.state.services.writer.diff_fail_groups = fail_group
     first, second = track("burst", merged), track("burst", merged)
     second["events"][0]["id"] = "burst-2"
     with fallback_hook():
         answers = await asyncio.gather(client.post("/track", json=first), client.post("/track", json=second))
-    failed = [r for r in caplog.records if "writing its batches one by one" in r.getMessage()]
-    assert len(failed) == (1 if fail_group else 0)
+    assert getattr(app.state.services.writer, "diff_failed_groups", 0) == (1 if fail_group else 0)
     assert [a.json()["profile"]["id"] for a in answers] == [survivor, survivor]
