@@ -171,9 +171,8 @@ async def list_people(
     if len(rows) > limit:
         last = page[-1]
         last_key = getattr(last, sort)
-        next_cursor = encode_cursor(
-            last_key.isoformat() if isinstance(last_key, datetime) else last_key, last.id
-        )
+        key_value = last_key.isoformat() if isinstance(last_key, datetime) else last_key
+        next_cursor = encode_cursor(sort, "desc" if descending else "asc", key_value, last.id)
     by_profile: dict[str, list[dict[str, Any]]] = {row.id: [] for row in page}
     if page:
         idents = await db.execute(
