@@ -429,3 +429,27 @@ async def test_profile_events_newest_first_and_sessions(client, uow, tracardi_so
     assert (await client.get("/api/profiles/nope/sessions", headers=ADMIN)).status_code == 404
     bad = await client.get(f"/api/profiles/{pid}/sessions", headers=ADMIN, params={"cursor": "!!"})
     assert bad.status_code == 422
+
+
+async def test_text_no_database_stores_is_422_everywhere(client, cast) -> None:
+    """NUL and lone surrogates (raw JSON escapes) are refused before any query, on both databases."""
+    headers = {**ADMIN, "Content-Type": "application/json"}
+    for body, loc in (
+        ('{"where": {"property": "a", "op": "eq", "value": "\\ud800"}}', ["body", "where", "value"]),
+        ('{"where": {"property": "a", "op": "in", "value": ["x", "\\u0000"]}}', ["body", "where", "value"]),
+        ('{"where": {"event": "\\udfff"}}', ["body", "where", "event"]),
+        ('{"where": {"property": "\\ud800", "op": "exists"}}', ["body", "where", "property"]),
+        ('{"source": "\\u0000"}', ["body", "source"]),
+        ('{"identity": "person:\\ud800"}', ["body", "identity"]),
+    ):
+        response = await client.post("/api/people/search", headers=headers, content=body)
+        assert response.status_code == 422, body
+        assert loc in [e["loc"] for e in response.json()["detail"]], (body, response.json())
+    for params in (
+        {"last_seen_after": "0001-01-01T00:00:00+14:00"},
+        {"last_seen_before": "9999-12-31T23:59:59-14:00"},
+    ):
+        response = await client.get("/api/people", headers=ADMIN, params=params)
+        assert response.status_code in (200, 422), params
+    response = await client.get("/api/events", headers=ADMIN, params={"from": "0001-01-01T00:00:00+14:00"})
+    assert response.status_code in (200, 422)
