@@ -338,6 +338,7 @@ async def test_bad_query_values_are_422(client, cast) -> None:
         ({"last_seen_after": "yesterday"}, "last_seen_after"),
         ({"identity": "nocolon"}, "identity"),
         ({"source": "a\u0000"}, "source"),
+        ({"sortt": "visits"}, "sortt"),
     ):
         response = await client.get("/api/people", headers=ADMIN, params=params)
         assert response.status_code == 422, params

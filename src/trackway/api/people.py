@@ -9,13 +9,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from trackway import jsonutil
 from trackway.api.conditions import CONDITION_DESCRIPTION, parse_condition
-from trackway.api.deps import AdminAuth, Limit
+from trackway.api.deps import AdminAuth, Limit, only_params
 from trackway.api.inputs import MAX_ID_LENGTH, PathId, storable_text
 from trackway.core.identity import email_sha256
 from trackway.db import people as people_db
@@ -143,7 +143,24 @@ async def people_page(
     return answer
 
 
-@router.get("/people")
+@router.get(
+    "/people",
+    dependencies=[
+        Depends(
+            only_params(
+                "where",
+                "source",
+                "identity",
+                "last_seen_after",
+                "last_seen_before",
+                "sort",
+                "order",
+                "limit",
+                "cursor",
+            )
+        )
+    ],
+)
 async def list_people(
     services: Services,
     where: Annotated[
@@ -221,7 +238,12 @@ ProfileFilter = Annotated[
 ]
 
 
-@router.get("/events")
+@router.get(
+    "/events",
+    dependencies=[
+        Depends(only_params("source", "type", "profile", "from", "to", "order", "limit", "cursor"))
+    ],
+)
 async def list_events(
     services: Services,
     source: Annotated[SourceId, Query()] = None,
@@ -248,7 +270,7 @@ async def list_events(
     return json_response({"items": items, "next_cursor": next_cursor})
 
 
-@router.get("/profiles/{profile_id}/sessions")
+@router.get("/profiles/{profile_id}/sessions", dependencies=[Depends(only_params("limit", "cursor"))])
 async def profile_sessions(
     profile_id: PathId,
     services: Services,

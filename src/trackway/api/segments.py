@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from trackway.api.conditions import CONDITION_DESCRIPTION, parse_condition
-from trackway.api.deps import AdminAuth, Limit
+from trackway.api.deps import AdminAuth, Limit, only_params
 from trackway.api.inputs import PathId, StorableText
 from trackway.api.people import CursorText, Order, Sort, people_cursor, people_page
 from trackway.db import segments as segments_db
@@ -115,7 +115,7 @@ async def delete_segment(segment_id: PathId, services: Services) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/{segment_id}/people")
+@router.get("/{segment_id}/people", dependencies=[Depends(only_params("sort", "order", "limit", "cursor"))])
 async def segment_people(
     segment_id: PathId,
     services: Services,
