@@ -454,3 +454,16 @@ async def test_text_no_database_stores_is_422_everywhere(client, cast) -> None:
         assert response.status_code in (200, 422), params
     response = await client.get("/api/events", headers=ADMIN, params={"from": "0001-01-01T00:00:00+14:00"})
     assert response.status_code in (200, 422)
+
+
+async def test_values_and_names_are_bound_never_pasted(client, uow, cast) -> None:
+    """SQL in a property name, a value or an event type is data: it matches nothing and runs nothing."""
+    sneaky = "x'); DROP TABLE profiles; --"
+    for where in (
+        leaf(sneaky, "exists"),
+        leaf("name", "eq", sneaky),
+        leaf("name", "contains", "' OR '1'='1"),
+        {"event": sneaky, "where": [leaf(sneaky, "eq", sneaky)]},
+    ):
+        assert await people(client, where) == []
+    assert len(await people(client)) == 4
