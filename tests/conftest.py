@@ -113,7 +113,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     url: str = request.getfixturevalue("pg_url")
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        await conn.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+        await conn.execute(f"TRUNCATE {', '.join((*TABLES, 'segments'))} CASCADE")
     finally:
         await conn.close()
     yield url

@@ -227,6 +227,17 @@ _API_ERRORS: Final[dict[tuple[str, str], tuple[int, ...]]] = {
     ("/api/profiles/{profile_id}", "get"): (401, 404, 503),
     ("/api/profiles/{profile_id}/events", "get"): (401, 404, 503),
     ("/api/sessions/{session_id}", "get"): (401, 404, 503),
+    ("/api/profiles/{profile_id}/sessions", "get"): (401, 404, 503),
+    ("/api/people", "get"): (401, 503),
+    ("/api/people/search", "post"): (400, 401, 408, 413, 503),
+    ("/api/events", "get"): (401, 503),
+    ("/api/segments", "post"): (400, 401, 408, 413, 503),
+    ("/api/segments", "get"): (401, 503),
+    ("/api/segments/preview", "post"): (400, 401, 408, 413, 503),
+    ("/api/segments/{segment_id}", "get"): (401, 404, 503),
+    ("/api/segments/{segment_id}", "patch"): (400, 401, 404, 408, 413, 503),
+    ("/api/segments/{segment_id}", "delete"): (401, 404, 503),
+    ("/api/segments/{segment_id}/people", "get"): (401, 404, 503),
     ("/readyz", "get"): (503,),
 }
 

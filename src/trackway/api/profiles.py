@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -12,7 +13,7 @@ from trackway.api.deps import AdminAuth, Limit
 from trackway.api.inputs import MAX_ID_LENGTH, PathId, storable_text
 from trackway.core.identity import email_sha256
 from trackway.core.values import string_problem
-from trackway.db import queries
+from trackway.db import queries, segments
 from trackway.errors import NotFound, ValidationFailed
 from trackway.responses import json_response
 from trackway.services import Services
@@ -62,8 +63,11 @@ async def find_profiles(
 
 @router.get("/profiles/{profile_id}")
 async def get_profile(profile_id: PathId, services: Services) -> Response:
+    """The live profile (a merged id: its survivor) and the segments it is in now."""
     async with services.uow.read() as db:
         view = await queries.profile_view(db, profile_id)
+        if view is not None:
+            view["segments"] = await segments.segments_of(db, view["id"], datetime.now(UTC))
     if view is None:
         raise NotFound(f"no profile {profile_id!r}")
     return json_response(view)
@@ -75,6 +79,9 @@ async def profile_events(
     services: Services,
     limit: Limit = 100,
     cursor: Cursor = None,
+    order: Annotated[
+        Literal["asc", "desc"], Query(description="Oldest first (asc) or newest first.")
+    ] = "asc",
 ) -> Response:
     after = None
     if cursor:
@@ -88,7 +95,9 @@ async def profile_events(
         live = await queries.canonical_profile_id(db, profile_id)
         if live is None:
             raise NotFound(f"no profile {profile_id!r}")
-        items, next_cursor = await queries.profile_events(db, live, limit=limit, after=after)
+        items, next_cursor = await queries.profile_events(
+            db, live, limit=limit, after=after, descending=order == "desc"
+        )
     return json_response({"profile_id": live, "items": items, "next_cursor": next_cursor})
 
 

@@ -55,6 +55,8 @@ class Profile(Base):
             postgresql_where=text("merged_into IS NOT NULL"),
             sqlite_where=text("merged_into IS NOT NULL"),
         ),
+        # GET /api/people's default order (migration 0007).
+        Index("ix_profiles_last_seen_at", "last_seen_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -120,6 +122,9 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("source_id", "dedup_key"),
         Index("ix_events_profile_time", "profile_id", "time", "id"),
+        # GET /api/events, all events or one type, by time (migration 0007).
+        Index("ix_events_time", "time", "id"),
+        Index("ix_events_type_time", "type", "time", "id"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -165,6 +170,18 @@ class Cart(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
+class Segment(Base):
+    """A saved condition (``db/conditions.py``); its members are whoever matches it now."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    condition: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 sources = Source.__table__
 profiles = Profile.__table__
 identities = Identity.__table__
@@ -172,3 +189,4 @@ sessions = Session.__table__
 events = Event.__table__
 profile_merges = ProfileMerge.__table__
 carts = Cart.__table__
+segments = Segment.__table__

@@ -165,14 +165,27 @@ _EVENT_PAGE_COLUMNS = (
 
 
 async def profile_events(
-    db: AsyncConnection, profile_id: str, *, limit: int, after: tuple[datetime, str] | None
+    db: AsyncConnection,
+    profile_id: str,
+    *,
+    limit: int,
+    after: tuple[datetime, str] | None,
+    descending: bool = False,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of the profile's events in time order, and the cursor of the next page."""
+    """A page of the profile's events in time order (newest first if ``descending``), and the
+    cursor of the next page."""
     stmt = select(*_EVENT_PAGE_COLUMNS).where(events.c.profile_id == profile_id)
     if after is not None:
         time, event_id = after
-        stmt = stmt.where(or_(events.c.time > time, and_(events.c.time == time, events.c.id > event_id)))
-    rows = (await db.execute(stmt.order_by(events.c.time, events.c.id).limit(limit + 1))).all()
+        if descending:
+            stmt = stmt.where(or_(events.c.time < time, and_(events.c.time == time, events.c.id < event_id)))
+        else:
+            stmt = stmt.where(or_(events.c.time > time, and_(events.c.time == time, events.c.id > event_id)))
+    if descending:
+        stmt = stmt.order_by(events.c.time.desc(), events.c.id.desc())
+    else:
+        stmt = stmt.order_by(events.c.time, events.c.id)
+    rows = (await db.execute(stmt.limit(limit + 1))).all()
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].time, page[-1].id) if len(rows) > limit else None
     return [event_view(row) for row in page], next_cursor
