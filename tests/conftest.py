@@ -36,7 +36,17 @@ from trackway.settings import Settings
 PG_URL = os.environ.get("TRACKWAY_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-TABLES = ("events", "carts", "sessions", "identities", "profile_merges", "profiles", "sources")
+TABLES = (
+    "metrics",
+    "funnels",
+    "events",
+    "carts",
+    "sessions",
+    "identities",
+    "profile_merges",
+    "profiles",
+    "sources",
+)
 
 
 def asyncpg_dsn(url: str) -> str:

@@ -120,6 +120,8 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("source_id", "dedup_key"),
         Index("ix_events_profile_time", "profile_id", "time", "id"),
+        # Metrics and funnels start from one event type over a time range (migration 0008).
+        Index("ix_events_type_time", "type", "time"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -165,6 +167,29 @@ class Cart(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
+class SavedMetric(Base):
+    """A metric saved by name: ``definition`` is the body of ``POST /api/metrics/query`` without dates."""
+
+    __tablename__ = "metrics"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    definition: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SavedFunnel(Base):
+    """A funnel saved by name: its event types in order, and the source it is limited to, if any."""
+
+    __tablename__ = "funnels"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    steps: Mapped[list[str]] = mapped_column(JsonColumn)
+    source: Mapped[str | None] = mapped_column(KEY)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 sources = Source.__table__
 profiles = Profile.__table__
 identities = Identity.__table__
@@ -172,3 +197,5 @@ sessions = Session.__table__
 events = Event.__table__
 profile_merges = ProfileMerge.__table__
 carts = Cart.__table__
+saved_metrics = SavedMetric.__table__
+saved_funnels = SavedFunnel.__table__
