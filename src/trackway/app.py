@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from trackway import __version__, logsafe
-from trackway.api import demo, health, openapi, profiles
+from trackway.api import analytics, demo, health, openapi, profiles
 from trackway.api import errors as api_errors
 from trackway.api import metrics as metrics_api
 from trackway.api import sources as sources_api
@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes[0:0] = lean_routes(COLLECTOR_ROUTERS)
     app.include_router(sources_api.router)
     app.include_router(profiles.router)
+    app.include_router(analytics.router)
     app.include_router(demo.router)
     app.include_router(metrics_api.router)
     openapi.install(app)
