@@ -270,11 +270,11 @@ async def _metric_values(
         .where(*conditions)
         .subquery("base")
     )
-    who = select(base.c.profile_id).group_by(base.c.profile_id).subquery("who")
-    people = (
-        await db.execute(select(func.count()).select_from(who.join(profiles, _live(who.c.profile_id))))
-    ).scalar_one()
     if spec.type in ("conversion_rate", "average_time_between"):
+        who = select(base.c.profile_id).group_by(base.c.profile_id).subquery("who")
+        people = (
+            await db.execute(select(func.count()).select_from(who.join(profiles, _live(who.c.profile_id))))
+        ).scalar_one()
         by_day = {
             _as_date(row.day): _sequence_value(spec, row)
             for row in await _sequence(db, spec, win, dialect, base, True)
@@ -311,7 +311,7 @@ async def _metric_values(
     whole_row = (
         await db.execute(
             select(
-                literal_column(str(int(people))).label("people"),
+                func.count(func.distinct(per_day.c.profile_id)).label("people"),
                 func.sum(per_day.c.times).label("times"),
                 func.sum(per_day.c.total).label("total"),
                 func.sum(per_day.c.numbers).label("numbers"),
@@ -340,7 +340,7 @@ async def _metric_values(
         return _ratio(row.total or 0, bottom)
 
     by_day = {_as_date(row.day): value_of(row) for row in daily_rows}
-    return by_day, value_of(whole_row), int(people)
+    return by_day, value_of(whole_row), int(whole_row.people or 0)
 
 
 def _sequence_value(spec: MetricSpec, row: Any) -> Any:
@@ -377,6 +377,7 @@ async def _sequence(
         later.c.profile_id == starts.c.profile_id,
         later.c.type == spec.second_event,
         later.c.time > starts.c.start if same else later.c.time >= starts.c.start,
+        later.c.time >= _t(win.lo),  # implied by the start; bounds an index range scan
         later.c.time < until,
     )
     if spec.source is not None:
@@ -431,6 +432,7 @@ def _funnel_chain(steps: list[str], win: Window, source: str | None) -> list[Any
             events.c.profile_id == previous.c.profile_id,
             events.c.type == event_type,
             after,
+            events.c.time >= _t(win.lo),  # implied by ``after``; bounds an index range scan
             events.c.time < _t(win.hi),
         ]
         if source is not None:
