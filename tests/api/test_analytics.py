@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ADMIN
+from trackway.core import sources as source_service
 from trackway.core.batch import EventIn, IdentityRef, IngestBatch, RequestMeta, SourceRef, TraitsPatch
 from trackway.core.ingest import ingest
 from trackway.core.merge import merge_profiles
@@ -20,12 +21,14 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-async def person(uow, key: str, history: list[tuple[Any, ...]], email: str | None = None) -> str:
+async def person(
+    uow, key: str, history: list[tuple[Any, ...]], email: str | None = None, source: str = SOURCE
+) -> str:
     """A person ``key`` who did each ``(type, "YYYY-MM-DD HH:MM[:SS]"[, properties])`` of ``history``."""
     batch = IngestBatch(
-        source=SourceRef(SOURCE, "tracardi"),
+        source=SourceRef(source, "tracardi"),
         meta=RequestMeta(received_at=datetime.now(UTC)),
-        identities=[IdentityRef("person", key, scope=SOURCE)],
+        identities=[IdentityRef("person", key, scope=source)],
         events=[
             EventIn(type=item[0], time=at(item[1]), properties=item[2] if len(item) > 2 else {})
             for item in history
@@ -417,6 +420,21 @@ async def test_saved_metric(client, uow, tracardi_source) -> None:
     assert len(default["result"]["series"]) == 7
     assert (await client.delete(f"/api/metrics/{metric_id}", headers=ADMIN)).status_code == 204
     assert (await client.get(f"/api/metrics/{metric_id}", headers=ADMIN)).status_code == 404
+
+
+async def test_source_and_time_zone_narrow_funnels_and_metrics(client, uow, tracardi_source) -> None:
+    await source_service.create_source(uow, name="app", dialect="tracardi", source_id="app")
+    # 23:30 UTC on 29 February is 1 March in Berlin.
+    await person(uow, "web", [("A", "2024-02-29 23:30"), ("B", "2024-03-01 08:00")])
+    await person(uow, "app", [("A", "2024-03-01 09:00"), ("B", "2024-03-01 10:00")], source="app")
+    assert [s["people"] for s in await funnel(client, ["A", "B"])] == [1, 1]
+    in_berlin = await funnel(client, ["A", "B"], timezone="Europe/Berlin")
+    assert [s["people"] for s in in_berlin] == [2, 2]
+    assert in_berlin[1]["median_seconds_from_previous"] == pytest.approx((3600 + 8.5 * 3600) / 2)
+    only_app = await funnel(client, ["A", "B"], timezone="Europe/Berlin", source="app")
+    assert [s["people"] for s in only_app] == [1, 1]
+    web = await metric(client, type="people_who_did", event="A", source=SOURCE, timezone="Europe/Berlin")
+    assert series(web) == {"2024-03-01": 1, "2024-03-02": 0, "2024-03-03": 0}
 
 
 # ------------------------------------------------------------------------------------ 422s
