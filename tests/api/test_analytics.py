@@ -487,3 +487,100 @@ async def test_analytics_needs_the_admin_token(client) -> None:
         "/api/funnels/query", json={"steps": ["A", "B"], "from": "2024-03-01", "to": "2024-03-01"}
     )
     assert response.status_code == 401
+
+
+# ------------------------------------------------------------------ against a model in Python
+
+
+def model_funnel(histories: list[list[tuple[str, datetime]]], steps: list[str], lo: datetime, hi: datetime):
+    reached: list[list[float]] = [[] for _ in steps]  # per step: seconds from the previous step
+    for history in histories:
+        inside = sorted((t, kind) for kind, t in history if lo <= t < hi)
+        starts = [t for t, kind in inside if kind == steps[0]]
+        if not starts:
+            continue
+        prev = starts[0]
+        reached[0].append(0.0)
+        for k, step in enumerate(steps[1:], start=1):
+            same = step == steps[k - 1]
+            later = [t for t, kind in inside if kind == step and (t > prev if same else t >= prev)]
+            if not later:
+                break
+            reached[k].append((later[0] - prev).total_seconds())
+            prev = later[0]
+    return reached
+
+
+async def test_funnels_and_metrics_match_a_model_in_python(client, uow, tracardi_source) -> None:
+    import random
+    import statistics
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    rng = random.Random(15)
+    origin = at("2024-03-29 12:00")
+    histories = []
+    for i in range(40):
+        history = [
+            (rng.choice("ABCD"), origin + timedelta(seconds=rng.randrange(0, 4 * 86400)))
+            for _ in range(rng.randrange(1, 9))
+        ]
+        histories.append(history)
+        await person(uow, f"m{i}", [(kind, t.strftime("%Y-%m-%d %H:%M:%S")) for kind, t in history])
+    berlin = ZoneInfo("Europe/Berlin")
+    lo = datetime(2024, 3, 30, tzinfo=berlin).astimezone(UTC)
+    hi = datetime(2024, 4, 2, tzinfo=berlin).astimezone(UTC)  # 30 March to 1 April, across DST
+    window = {"from": "2024-03-30", "to": "2024-04-01", "timezone": "Europe/Berlin"}
+
+    for steps in (["A", "B", "C", "D"], ["B", "B", "A"], ["D", "A"]):
+        expected = model_funnel(histories, steps, lo, hi)
+        got = await funnel(client, steps, **window)
+        assert [s["people"] for s in got] == [len(r) for r in expected], steps
+        assert len(expected[1]) > 2, "the model's histories reach a second step"
+        for k in range(1, len(steps)):
+            median = statistics.median(expected[k]) if expected[k] else None
+            assert got[k]["median_seconds_from_previous"] == pytest.approx(median), (steps, k)
+
+    def local_day(t: datetime) -> str:
+        return t.astimezone(berlin).date().isoformat()
+
+    inside = [[(kind, t) for kind, t in h if lo <= t < hi] for h in histories]
+    days = ["2024-03-30", "2024-03-31", "2024-04-01"]
+    people = await metric(client, type="people_who_did", event="A", **window)
+    times = await metric(client, type="times_happened", event="A", **window)
+    assert series(people) == {
+        d: sum(any(k == "A" and local_day(t) == d for k, t in h) for h in inside) for d in days
+    }
+    assert series(times) == {
+        d: sum(k == "A" and local_day(t) == d for h in inside for k, t in h) for d in days
+    }
+    assert people["value"] == sum(any(k == "A" for k, _ in h) for h in inside)
+
+    starts = converted = 0
+    gaps = []
+    for h in inside:
+        a_times = sorted(t for k, t in h if k == "A")
+        if not a_times:
+            continue
+        starts += 1
+        after = sorted(t for k, t in h if k == "B" and t >= a_times[0])
+        if after:
+            converted += 1
+            gaps.append((after[0] - a_times[0]).total_seconds())
+    assert 0 < converted < starts
+    rate = await metric(client, type="conversion_rate", event="A", second_event="B", **window)
+    assert rate["value"] == pytest.approx(converted / starts)
+    between = await metric(client, type="average_time_between", event="A", second_event="B", **window)
+    assert between["value"] == pytest.approx(statistics.mean(gaps))
+
+    repeat_starts = repeat_converted = 0
+    for h in inside:
+        a_times = sorted(t for k, t in h if k == "A")
+        for j, start in enumerate(a_times):
+            until = a_times[j + 1] if j + 1 < len(a_times) else hi
+            repeat_starts += 1
+            repeat_converted += any(k == "B" and start <= t < until for k, t in h)
+    repeat = await metric(
+        client, type="conversion_rate", event="A", second_event="B", repeatable=True, **window
+    )
+    assert repeat["value"] == pytest.approx(repeat_converted / repeat_starts)
