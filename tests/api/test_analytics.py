@@ -584,3 +584,14 @@ async def test_funnels_and_metrics_match_a_model_in_python(client, uow, tracardi
         client, type="conversion_rate", event="A", second_event="B", repeatable=True, **window
     )
     assert repeat["value"] == pytest.approx(repeat_converted / repeat_starts)
+
+
+async def test_a_where_value_json_cannot_hold_is_422(client) -> None:
+    body = (
+        '{"type": "times_happened", "event": "E", "from": "2024-03-01", "to": "2024-03-01",'
+        ' "where": [{"property": "n", "op": "eq", "value": NaN}]}'
+    )
+    headers = {**ADMIN, "Content-Type": "application/json"}
+    response = await client.post("/api/metrics/query", content=body, headers=headers)
+    assert response.status_code == 422
+    assert any(e["loc"][:4] == ["body", "where", 0, "value"] for e in response.json()["detail"])

@@ -62,7 +62,7 @@ Day = Annotated[date, AfterValidator(_day)]
 Scalar = (
     StrictBool
     | Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
-    | StrictFloat
+    | Annotated[StrictFloat, Field(allow_inf_nan=False)]
     | Annotated[str, Field(max_length=1000), AfterValidator(storable_text)]
     | None
 )
