@@ -37,6 +37,8 @@ PG_URL = os.environ.get("TRACKWAY_TEST_DATABASE_URL", "postgresql+asyncpg://post
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 TABLES = ("events", "carts", "sessions", "identities", "profile_merges", "profiles", "sources")
+#: Emptied before each PostgreSQL test too: what people saved (metrics and funnels), not what was collected.
+SAVED_TABLES = ("metrics", "funnels")
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -113,7 +115,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     url: str = request.getfixturevalue("pg_url")
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        await conn.execute(f"TRUNCATE {', '.join((*TABLES, 'segments'))} CASCADE")
+        await conn.execute(f"TRUNCATE {', '.join((*SAVED_TABLES, *TABLES, 'segments'))} CASCADE")
     finally:
         await conn.close()
     yield url

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from trackway import __version__, logsafe
-from trackway.api import demo, health, openapi, people, profiles, segments
+from trackway.api import analytics, demo, health, openapi, people, profiles, segments
 from trackway.api import errors as api_errors
 from trackway.api import metrics as metrics_api
 from trackway.api import sources as sources_api
@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(profiles.router)
     app.include_router(people.router)
     app.include_router(segments.router)
+    app.include_router(analytics.router)
     app.include_router(demo.router)
     app.include_router(metrics_api.router)
     openapi.install(app)

@@ -238,6 +238,18 @@ _API_ERRORS: Final[dict[tuple[str, str], tuple[int, ...]]] = {
     ("/api/segments/{segment_id}", "patch"): (400, 401, 404, 408, 413, 503),
     ("/api/segments/{segment_id}", "delete"): (401, 404, 503),
     ("/api/segments/{segment_id}/people", "get"): (401, 404, 503),
+    ("/api/metrics/query", "post"): (400, 401, 408, 413, 503),
+    ("/api/metrics", "post"): (400, 401, 408, 413, 503),
+    ("/api/metrics", "get"): (401, 503),
+    ("/api/metrics/{metric_id}", "get"): (401, 404, 503),
+    ("/api/metrics/{metric_id}", "delete"): (401, 404, 503),
+    ("/api/funnels/query", "post"): (400, 401, 408, 413, 503),
+    ("/api/funnels/query/people", "post"): (400, 401, 408, 413, 503),
+    ("/api/funnels", "post"): (400, 401, 408, 413, 503),
+    ("/api/funnels", "get"): (401, 503),
+    ("/api/funnels/{funnel_id}", "get"): (401, 404, 503),
+    ("/api/funnels/{funnel_id}", "delete"): (401, 404, 503),
+    ("/api/funnels/{funnel_id}/people", "get"): (401, 404, 503),
     ("/readyz", "get"): (503,),
 }
 

@@ -182,6 +182,29 @@ class Segment(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class SavedMetric(Base):
+    """A metric saved by name: ``definition`` is the body of ``POST /api/metrics/query`` without dates."""
+
+    __tablename__ = "metrics"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    definition: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SavedFunnel(Base):
+    """A funnel saved by name: its event types in order, and the source it is limited to, if any."""
+
+    __tablename__ = "funnels"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    steps: Mapped[list[str]] = mapped_column(JsonColumn)
+    source: Mapped[str | None] = mapped_column(KEY)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 sources = Source.__table__
 profiles = Profile.__table__
 identities = Identity.__table__
@@ -190,3 +213,5 @@ events = Event.__table__
 profile_merges = ProfileMerge.__table__
 carts = Cart.__table__
 segments = Segment.__table__
+saved_metrics = SavedMetric.__table__
+saved_funnels = SavedFunnel.__table__
