@@ -21,12 +21,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("profiles") as batch:
-        batch.add_column(
-            sa.Column("protected", sa.Boolean(), server_default=sa.text("false"), nullable=False)
-        )
+    # A plain ADD COLUMN on both databases: batch mode would copy ``profiles`` on SQLite, and
+    # dropping the old copy fails the foreign keys of existing sessions and identities.
+    op.add_column(
+        "profiles", sa.Column("protected", sa.Boolean(), server_default=sa.false(), nullable=False)
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("profiles") as batch:
-        batch.drop_column("protected")
+    op.drop_column("profiles", "protected")  # SQLite 3.35 and later drop a column in place

@@ -62,3 +62,38 @@ def test_sqlite_schema_has_every_table(tmp_path: Path) -> None:
     finally:
         engine.dispose()
     assert set(Base.metadata.tables) <= tables
+
+
+def test_sqlite_upgrade_keeps_existing_rows(tmp_path: Path) -> None:
+    """Revisions after 0005 change ``profiles`` in place: a copy of the table (Alembic's batch
+    mode on SQLite) failed the foreign keys of the sessions already pointing at it."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    config = alembic_config(f"sqlite+aiosqlite:///{path}")
+    command.upgrade(config, "0005")
+    db = sqlite3.connect(path)
+    at = "2026-01-01 00:00:00.000000"
+    db.execute(
+        "INSERT INTO sources (id, name, dialect, enabled, signed_only, allowed_origins, created_at) "
+        f"VALUES ('s', 's', 'tracardi', 1, 0, '[]', '{at}')"
+    )
+    db.execute(
+        "INSERT INTO profiles (id, traits, anonymous, visits, created_at, updated_at, last_seen_at) "
+        f"VALUES ('p', '{{}}', 1, 1, '{at}', '{at}', '{at}')"
+    )
+    db.execute(
+        "INSERT INTO sessions (id, source_id, client_key, profile_id, started_at, last_event_at, "
+        f"event_count, context) VALUES ('x', 's', 'k', 'p', '{at}', '{at}', 0, '{{}}')"
+    )
+    db.commit()
+    db.close()
+    command.upgrade(config, "head")
+    command.downgrade(config, "0005")
+    command.upgrade(config, "head")
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT id, protected FROM profiles").fetchall() == [("p", 0)]
+        assert db.execute("SELECT id, profile_id FROM sessions").fetchall() == [("x", "p")]
+    finally:
+        db.close()
