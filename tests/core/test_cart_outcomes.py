@@ -161,6 +161,17 @@ async def test_an_empty_update_cancels_and_a_purchase_purchases(client, uow, sho
     assert len(await outcomes(uow)) == 2
 
 
+async def test_a_resent_purchase_leaves_a_later_cart_alone(client, uow, shops) -> None:
+    profile_id = await insend(client, "add_to_cart", line("1"), "g-resend")
+    order = {"order_id": "o-resend", "revenue": "2.5", "items": [line("1")]}
+    await insend(client, "purchase", order, "g-resend")
+    await insend(client, "add_to_cart", line("2"), "g-resend")  # a new lifecycle
+    await insend(client, "purchase", order, "g-resend")  # the client retries the first purchase
+    assert [o["type"] for o in await outcomes(uow)] == ["cart-purchased"]
+    row = await cart_row(uow, profile_id, INSEND)
+    assert [i["product_id"] for i in row.items] == ["2"] and row.outcome is None
+
+
 async def test_after_an_abandonment_the_next_activity_starts_a_new_lifecycle(client, uow, shops) -> None:
     profile_id = await insend(client, "add_to_cart", line("1"), "g-back")
     first = await cart_row(uow, profile_id, INSEND)

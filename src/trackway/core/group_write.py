@@ -203,6 +203,10 @@ class GroupWrite:
         for b in batches:
             if _only_repeats(b) and not self._names_a_profile(b):
                 by_source.setdefault(b.source.id, set()).update(str(e.dedup_key) for e in b.events)
+            elif b.cart is not None and any(e.dedup_key is not None for e in b.events):
+                # A resent purchase is known before its cart change: it must not empty a later cart.
+                keys = {str(e.dedup_key) for e in b.events if e.dedup_key is not None}
+                by_source.setdefault(b.source.id, set()).update(keys)
         for source_id, dedup_keys in by_source.items():
             for key, row in (await self.store.stored_events(source_id, sorted(dedup_keys))).items():
                 self.stored[(source_id, key)] = row
@@ -290,7 +294,7 @@ class GroupWrite:
             at = visit_at if batch.visit_key is not None else now
             if session_id not in self.pending.touched or self.pending.touched[session_id] < at:
                 self.pending.touched[session_id] = at
-        if batch.cart is not None:
+        if batch.cart is not None and (event_ids or not batch.events):  # not when all were resent
             await self._cart(batch, profile.id)
         if session_created:
             profile.visits += 1
