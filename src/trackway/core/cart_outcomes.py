@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,14 +57,21 @@ async def run_once(uow: UnitOfWork, *, now: datetime | None = None, limit: int =
         due = await statements.claim_due(db, moment, limit)
         outcomes = [
             carts.Outcome(
-                carts.ABANDONED, cart.items, cart.lifecycle_id, cart.lifecycle_started_at, cart.outcome_due_at
+                carts.ABANDONED,
+                cart.items,
+                cart.lifecycle_id or str(uuid.uuid4()),
+                cart.lifecycle_started_at or cart.outcome_due_at,
+                cart.outcome_due_at,
             )
             for cart in due
         ]
         await statements.insert_events(db, [_event(c, o, moment) for c, o in zip(due, outcomes, strict=True)])
         await statements.close_lifecycles(
             db,
-            [(c.profile_id, c.source_id, c.lifecycle_id, carts.ABANDONED, moment) for c in due],
+            [
+                (c.profile_id, c.source_id, o.lifecycle_id, carts.ABANDONED, moment)
+                for c, o in zip(due, outcomes, strict=True)
+            ],
         )
         return len(due)
 

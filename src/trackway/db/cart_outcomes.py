@@ -63,14 +63,13 @@ _CLAIM = (
     .limit(bindparam("limit"))
 )
 
+#: The claimed row, locked by this transaction: matched by its key alone, so a pass always
+#: empties what it claimed and cannot claim the same row again.
 _CLOSE = (
     update(carts)
-    .where(
-        carts.c.profile_id == bindparam("c_profile"),
-        carts.c.source_id == bindparam("c_source"),
-        carts.c.lifecycle_id == bindparam("c_lifecycle"),
-    )
+    .where(carts.c.profile_id == bindparam("c_profile"), carts.c.source_id == bindparam("c_source"))
     .values(
+        lifecycle_id=bindparam("c_lifecycle"),
         outcome=bindparam("c_outcome"),
         outcome_at=bindparam("c_at", type_=UTCDateTime()),
         outcome_due_at=None,

@@ -131,8 +131,9 @@ class DueCart:
     source_id: str
     items: list[dict[str, Any]]
     total: str
-    lifecycle_id: str
-    lifecycle_started_at: datetime
+    #: Always set with ``outcome_due_at`` by Trackway; ``None`` only if a row was edited by hand.
+    lifecycle_id: str | None
+    lifecycle_started_at: datetime | None
     outcome_due_at: datetime
 
 
