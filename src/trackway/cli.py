@@ -165,6 +165,17 @@ def _sources(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _batch_size(value: str) -> int:
+    """1 to 1000 carts a transaction: a batch's events are one statement, within SQLite's limits."""
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if not 1 <= size <= 1000:
+        raise argparse.ArgumentTypeError("a whole number from 1 to 1000")
+    return size
+
+
 def _carts(args: argparse.Namespace, settings: Settings) -> int:
     """``trackway carts run-outcomes``: one pass of the outcome job, as the server runs it."""
     from trackway.core import cart_outcomes
@@ -238,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="abandon every cart due now (one pass of the job each server runs) and print how many",
     )
     run_outcomes.add_argument(
-        "--batch", type=int, default=100, help="carts claimed per transaction (default 100)"
+        "--batch", type=_batch_size, default=100, help="carts claimed per transaction, 1-1000 (default 100)"
     )
     return parser
 
