@@ -39,7 +39,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("outcome", sa.String(length=16), nullable=True))
         batch.add_column(sa.Column("outcome_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("outcome_due_at", sa.DateTime(timezone=True), nullable=True))
-    op.create_index("ix_carts_outcome_due_at", "carts", ["outcome_due_at"], postgresql_where=DUE, sqlite_where=DUE)
+    op.create_index(
+        "ix_carts_outcome_due_at", "carts", ["outcome_due_at"], postgresql_where=DUE, sqlite_where=DUE
+    )
     _open_existing_carts()
 
 
