@@ -29,16 +29,17 @@ DUE = sa.text("outcome_due_at IS NOT NULL")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("sources") as batch:
-        batch.add_column(
-            sa.Column("cart_abandon_after", sa.Integer(), server_default=sa.text("3600"), nullable=False)
-        )
-    with op.batch_alter_table("carts") as batch:
-        batch.add_column(sa.Column("lifecycle_id", sa.String(length=36), nullable=True))
-        batch.add_column(sa.Column("lifecycle_started_at", sa.DateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column("outcome", sa.String(length=16), nullable=True))
-        batch.add_column(sa.Column("outcome_at", sa.DateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column("outcome_due_at", sa.DateTime(timezone=True), nullable=True))
+    # Plain ALTER TABLE ADD COLUMN on both databases (no batch): on SQLite a batch would copy
+    # ``sources`` into a new table, and dropping the old one fails its foreign keys (sessions,
+    # carts) on any database with data. A string default keeps SQLite's ALTER usable.
+    op.add_column(
+        "sources", sa.Column("cart_abandon_after", sa.Integer(), server_default="3600", nullable=False)
+    )
+    op.add_column("carts", sa.Column("lifecycle_id", sa.String(length=36), nullable=True))
+    op.add_column("carts", sa.Column("lifecycle_started_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("carts", sa.Column("outcome", sa.String(length=16), nullable=True))
+    op.add_column("carts", sa.Column("outcome_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("carts", sa.Column("outcome_due_at", sa.DateTime(timezone=True), nullable=True))
     op.create_index(
         "ix_carts_outcome_due_at", "carts", ["outcome_due_at"], postgresql_where=DUE, sqlite_where=DUE
     )
@@ -83,12 +84,8 @@ def _open_existing_carts() -> None:
 
 
 def downgrade() -> None:
+    # ALTER TABLE DROP COLUMN (SQLite 3.35 and later), for the same reason as above.
     op.drop_index("ix_carts_outcome_due_at", table_name="carts")
-    with op.batch_alter_table("carts") as batch:
-        batch.drop_column("outcome_due_at")
-        batch.drop_column("outcome_at")
-        batch.drop_column("outcome")
-        batch.drop_column("lifecycle_started_at")
-        batch.drop_column("lifecycle_id")
-    with op.batch_alter_table("sources") as batch:
-        batch.drop_column("cart_abandon_after")
+    for column in ("outcome_due_at", "outcome_at", "outcome", "lifecycle_started_at", "lifecycle_id"):
+        op.drop_column("carts", column)
+    op.drop_column("sources", "cart_abandon_after")

@@ -1,5 +1,6 @@
-"""Migration 0009 on a database with carts: those with items get an open lifecycle from their
-last change, due an hour later; empty ones none. On SQLite and PostgreSQL."""
+"""Migration 0009 on a database with sources and carts (up, down, up again): carts with items
+get an open lifecycle from their last change, due an hour later; empty ones none. On SQLite
+and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -91,3 +92,5 @@ def test_carts_with_items_get_an_open_lifecycle(database: str) -> None:
     assert moment(full.lifecycle_started_at) == at
     assert moment(full.outcome_due_at) == at + timedelta(hours=1)
     assert (empty.lifecycle_id, empty.outcome_due_at) == (None, None)
+    command.downgrade(config, "0006")  # with rows in every table
+    command.upgrade(config, "0009")
