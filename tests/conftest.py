@@ -134,6 +134,8 @@ def settings(database_url: str, settings_overrides: dict[str, Any]) -> Settings:
         "admin_token": ADMIN_TOKEN,
         "source_cache_seconds": 0,
         "db_pool_size": 20,
+        # The cart outcome job runs when a test asks (core/cart_outcomes.run_pass), not on a clock.
+        "cart_outcomes_interval": 0,
     }
     values.update(settings_overrides)
     return Settings(**values)

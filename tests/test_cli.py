@@ -64,3 +64,42 @@ def test_serve_flags_parse() -> None:
     assert (args.host, args.port, args.workers, args.no_migrate) == ("0.0.0.0", 9000, 2, False)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["sources", "create", "--dialect", "segment", "--name", "x"])
+
+
+def test_cart_abandon_after_and_run_outcomes(sqlite_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from trackway.core.batch import CartChange, CartItem, IdentityRef, IngestBatch, RequestMeta, SourceRef
+    from trackway.core.ingest import ingest
+    from trackway.db.engine import make_engine
+    from trackway.db.uow import SqlUnitOfWork
+    from trackway.settings import Settings
+
+    args = ["sources", "create", "--dialect", "insend", "--name", "shop", "--id", "shop"]
+    assert main([*args, "--cart-abandon-after", "90"]) == 0
+    assert json.loads(capsys.readouterr().out)["cart_abandon_after"] == 90
+    assert main(["sources", "update", "shop", "--cart-abandon-after", "60"]) == 0
+    assert json.loads(capsys.readouterr().out)["cart_abandon_after"] == 60
+    assert main(["sources", "update", "shop", "--cart-abandon-after", "0"]) == 2
+    assert "cart_abandon_after" in capsys.readouterr().err
+
+    async def fill_cart() -> None:
+        engine = make_engine(Settings())
+        try:
+            batch = IngestBatch(
+                source=SourceRef("shop", "insend"),
+                meta=RequestMeta(received_at=datetime.now(UTC) - timedelta(minutes=5)),
+                identities=[IdentityRef("guest", "g", scope="shop")],
+                cart=CartChange("add", (CartItem("1", Decimal(1), Decimal(2)),)),
+            )
+            await ingest(batch, SqlUnitOfWork(engine))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(fill_cart())
+    assert main(["carts", "run-outcomes"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"abandoned": 1}
+    assert main(["carts", "run-outcomes", "--batch", "1"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"abandoned": 0}

@@ -16,6 +16,7 @@ from trackway.api import analytics, demo, health, openapi, people, profiles, seg
 from trackway.api import errors as api_errors
 from trackway.api import metrics as metrics_api
 from trackway.api import sources as sources_api
+from trackway.core.cart_outcomes import OutcomeJob
 from trackway.core.group_commit import GroupCommitWriter
 from trackway.core.ingest import DirectWriter, Writer
 from trackway.core.sessions import describe_device
@@ -76,10 +77,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         # ua-parser compiles its rules on first use (~0.1 s): pay it before the first visitor.
         await asyncio.to_thread(describe_device, "Mozilla/5.0")
+        # Abandoned carts: due work claimed in the database, so every process may run it.
+        outcomes = OutcomeJob(uow, settings.cart_outcomes_interval)
+        outcomes.start()
         try:
             with gc_thresholds(settings.gc_gen0_threshold):
                 yield
         finally:
+            await outcomes.close()
             await writer.close()  # drain: every queued batch is written first
             await engine.dispose()
 

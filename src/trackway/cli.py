@@ -130,6 +130,7 @@ def _sources(args: argparse.Namespace, settings: Settings) -> int:
                 secret=args.secret,
                 signed_only=args.signed_only,
                 allowed_origins=args.origin or [],
+                cart_abandon_after=args.cart_abandon_after,
             )
 
         info = asyncio.run(_with_uow(settings, action))
@@ -153,12 +154,39 @@ def _sources(args: argparse.Namespace, settings: Settings) -> int:
             changes["name"] = args.name
         if args.origin is not None:
             changes["allowed_origins"] = args.origin
+        if args.cart_abandon_after is not None:
+            changes["cart_abandon_after"] = args.cart_abandon_after
 
         async def update(uow: SqlUnitOfWork) -> Any:
             return await source_service.update_source(uow, args.source_id, changes)
 
         updated = asyncio.run(_with_uow(settings, update))
         _print_json(source_view(updated, show_secret="secret" in changes))
+    return 0
+
+
+def _batch_size(value: str) -> int:
+    """1 to 1000 carts a transaction: a batch's events are one statement, within SQLite's limits."""
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if not 1 <= size <= 1000:
+        raise argparse.ArgumentTypeError("a whole number from 1 to 1000")
+    return size
+
+
+def _carts(args: argparse.Namespace, settings: Settings) -> int:
+    """``trackway carts run-outcomes``: one pass of the outcome job, as the server runs it."""
+    from trackway.core import cart_outcomes
+
+    upgrade(settings.database_url)
+
+    async def action(uow: SqlUnitOfWork) -> int:
+        return await cart_outcomes.run_pass(uow, limit=args.batch)
+
+    done = asyncio.run(_with_uow(settings, action))
+    _print_json({"abandoned": done})
     return 0
 
 
@@ -186,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--secret", help="signing secret (generated for tracify when omitted)")
     create.add_argument("--signed-only", action="store_true", help="accept only signed identities")
     create.add_argument("--origin", action="append", help="allowed CORS origin (repeat; default: any)")
+    create.add_argument(
+        "--cart-abandon-after",
+        type=int,
+        default=source_service.DEFAULT_CART_ABANDON_AFTER,
+        metavar="SECONDS",
+        help="a cart with items and no cart activity this long is abandoned (default 3600)",
+    )
     source_commands.add_parser("list", help="print every source as JSON (secrets as has_secret)")
     update = source_commands.add_parser("update", help="change a source and print it as JSON")
     update.add_argument("source_id")
@@ -202,6 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
     signed.add_argument("--signed-only", dest="signed_only", action="store_const", const=True)
     signed.add_argument("--no-signed-only", dest="signed_only", action="store_const", const=False)
     update.add_argument("--origin", action="append", help="replace the allowed origins (repeat)")
+    update.add_argument(
+        "--cart-abandon-after", type=int, metavar="SECONDS", help="seconds after which a cart is abandoned"
+    )
+
+    carts = commands.add_parser("carts", help="cart outcomes (abandoned, canceled, purchased)")
+    carts.set_defaults(handler=_carts)
+    cart_commands = carts.add_subparsers(dest="carts_command", required=True)
+    run_outcomes = cart_commands.add_parser(
+        "run-outcomes",
+        help="abandon every cart due now (one pass of the job each server runs) and print how many",
+    )
+    run_outcomes.add_argument(
+        "--batch", type=_batch_size, default=100, help="carts claimed per transaction, 1-1000 (default 100)"
+    )
     return parser
 
 

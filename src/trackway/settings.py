@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     backlog: int = Field(
         2048, ge=1, description="`trackway serve`: connections the kernel queues before they are accepted."
     )
+    cart_outcomes_interval: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="Seconds between the passes of the cart outcome job, which abandons carts "
+        "due (every process runs it; the work is claimed in the database); 0 disables it here.",
+    )
     demo: bool = Field(False, description="Serve the demo page at /demo.")
     metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics (no auth); off: 404.")
     log_level: str = Field("info", description="uvicorn log level.")

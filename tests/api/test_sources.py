@@ -81,6 +81,9 @@ async def test_source_with_a_chosen_id_and_duplicates(client) -> None:
             ["body", "allowed_origins", 0],
         ),
         ({"name": "x", "dialect": "tracktor", "signed_only": True}, ["body", "signed_only"]),
+        ({"name": "x", "dialect": "insend", "cart_abandon_after": 0}, ["body", "cart_abandon_after"]),
+        ({"name": "x", "dialect": "insend", "cart_abandon_after": 10**12}, ["body", "cart_abandon_after"]),
+        ({"name": "x", "dialect": "insend", "cart_abandon_after": "soon"}, ["body", "cart_abandon_after"]),
     ],
 )
 async def test_invalid_source_is_422_naming_the_field(client, body, loc) -> None:
@@ -138,3 +141,19 @@ async def test_a_secret_is_shown_at_creation_and_rotation_never_in_lists(client)
     cleared = await client.patch(f"/api/sources/{created['id']}", headers=ADMIN, json={"secret": None})
     assert cleared.status_code == 200
     assert cleared.json()["secret"] is None and cleared.json()["has_secret"] is False
+
+
+async def test_cart_abandon_after_is_set_at_creation_and_patched(client) -> None:
+    body = {"name": "shop", "dialect": "insend", "id": "shop"}
+    created = (await client.post("/api/sources", headers=ADMIN, json=body)).json()
+    assert created["cart_abandon_after"] == 3600
+    patched = await client.patch("/api/sources/shop", headers=ADMIN, json={"cart_abandon_after": 900})
+    assert patched.status_code == 200 and patched.json()["cart_abandon_after"] == 900
+    for bad in (0, None, -5, 1.5):
+        refused = await client.patch("/api/sources/shop", headers=ADMIN, json={"cart_abandon_after": bad})
+        assert refused.status_code == 422, (bad, refused.text)
+        assert ["body", "cart_abandon_after"] in [e["loc"] for e in refused.json()["detail"]]
+    listed = (await client.get("/api/sources", headers=ADMIN)).json()["items"]
+    assert listed[0]["cart_abandon_after"] == 900
+    other = {"name": "app", "dialect": "tracktor", "cart_abandon_after": 60}
+    assert (await client.post("/api/sources", headers=ADMIN, json=other)).json()["cart_abandon_after"] == 60

@@ -433,7 +433,9 @@ async def test_journey_guest_browses_fills_cart_registers_buys(client, uow, sour
         "update_cart",
         "custom",
         "purchase",
+        "cart-purchased",  # generated: the guest's cart lifecycle, carried over by the merge, ends
     ]
+    assert history[-1]["context"]["generated"] is True
     # The guest's old id still answers, with its survivor.
     old = await profile(client, guest)
     assert old["id"] == registered

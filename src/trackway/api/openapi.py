@@ -98,8 +98,10 @@ _TRACKTOR_FIELDS: Final[dict[str, dict[str, str]]] = {
         **_TRACKTOR_COMMON,
         "id": "The person id (1-255 characters).",
         "sign": "Hex HMAC-SHA256 of id, keyed with the source secret (secure mode).",
-        "action": "The event type (1-255 characters).",
-        "data": "A JSON object: the event's properties.",
+        "action": "The event type (1-255 characters); setCart, cancelCart and purchaseCart also "
+        "change the person's cart (seed 4.5, README 'Tracktor.io').",
+        "data": "A JSON object: the event's properties; for the cart actions, the cart object "
+        "(totalprice, and products of name, price, count).",
     },
     "/alias": {
         **_TRACKTOR_COMMON,

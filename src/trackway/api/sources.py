@@ -29,6 +29,15 @@ Secret = Annotated[StorableText, Field(min_length=8, max_length=200)]
 #: ``scheme://host[:port]`` or ``*``; the longest host name is 253 characters.
 Origin = Annotated[StorableText, Field(min_length=1, max_length=300)]
 Origins = Annotated[list[Origin], Field(max_length=100)]
+AbandonAfter = Annotated[
+    int,
+    Field(
+        ge=source_service.CART_ABANDON_AFTER_RANGE[0],
+        le=source_service.CART_ABANDON_AFTER_RANGE[1],
+        description="Seconds without cart activity after which a cart with items is abandoned "
+        "(a cart-abandoned event).",
+    ),
+]
 
 
 def source_view(info: SourceInfo, *, show_secret: bool = False) -> dict[str, Any]:
@@ -51,6 +60,7 @@ class SourceCreate(BaseModel):
     secret: Secret | None = None
     signed_only: bool = False
     allowed_origins: Origins = Field(default_factory=list)
+    cart_abandon_after: AbandonAfter = source_service.DEFAULT_CART_ABANDON_AFTER
 
 
 class SourcePatch(BaseModel):
@@ -60,6 +70,7 @@ class SourcePatch(BaseModel):
     rotate_secret: bool = Field(False, description="Replace the secret by a new generated one.")
     signed_only: bool | None = None
     allowed_origins: Origins | None = None
+    cart_abandon_after: AbandonAfter | None = None
 
     @model_validator(mode="after")
     def _one_secret(self) -> SourcePatch:
@@ -79,6 +90,7 @@ async def create_source(body: SourceCreate, services: Services) -> Response:
         secret=body.secret,
         signed_only=body.signed_only,
         allowed_origins=body.allowed_origins,
+        cart_abandon_after=body.cart_abandon_after,
     )
     services.sources.invalidate(info.id)
     return json_response(source_view(info, show_secret=True), status_code=201)

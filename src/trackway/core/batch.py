@@ -79,8 +79,10 @@ class CartItem:
 class CartChange:
     """What a batch does to the profile's cart in its source.
 
-    ``replace`` sets the whole cart (empty items: cleared), ``add`` / ``remove`` change
-    quantities line by line, ``clear`` empties it (a purchase).
+    ``replace`` sets the whole cart (empty items: the visitor emptied it), ``add`` /
+    ``remove`` change quantities line by line, ``clear`` empties it by a purchase; a
+    ``clear``'s ``items``, when given, are what was bought (Tracktor's ``purchaseCart``
+    names the cart), else the cart's own (``core/carts.py``: the lifecycle's outcome).
     """
 
     op: Literal["replace", "add", "remove", "clear"]

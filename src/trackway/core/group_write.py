@@ -43,6 +43,7 @@ from trackway.core.merge import merge_profiles
 from trackway.db.group_store import GroupStore, ProfileRow, store_for
 from trackway.db.rows import (
     CartRow,
+    CartState,
     EventColumns,
     IdentityLink,
     NewProfile,
@@ -113,9 +114,9 @@ class _Pending:
     sessions: dict[str, NewSession] = field(default_factory=dict)
     touched: dict[str, datetime] = field(default_factory=dict)
     events: EventColumns = field(default_factory=EventColumns)
-    #: For each event row: the batch it came from.
+    #: For each event row: the batch it came from (``-1``: generated, a cart outcome).
     owner: list[int] = field(default_factory=list)
-    carts: dict[tuple[str, str], tuple[list[dict[str, Any]], datetime]] = field(default_factory=dict)
+    carts: dict[tuple[str, str], tuple[CartState, datetime]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(
@@ -159,7 +160,7 @@ class GroupWrite:
         self.stored: dict[tuple[str, str], tuple[str, str | None, str | None]] = {}
         #: Events this group decided to store, by (source, dedup key): their ids.
         self.planned_keys: dict[tuple[str, str], str] = {}
-        self.carts: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.carts: dict[tuple[str, str], CartState] = {}
         self.pending = _Pending()
         self.outcomes: list[_Outcome | None] = [None] * len(batches)
         self._session_ids: dict[tuple[str, str], str] = {}
@@ -202,6 +203,10 @@ class GroupWrite:
         for b in batches:
             if _only_repeats(b) and not self._names_a_profile(b):
                 by_source.setdefault(b.source.id, set()).update(str(e.dedup_key) for e in b.events)
+            elif b.cart is not None and any(e.dedup_key is not None for e in b.events):
+                # A resent purchase is known before its cart change: it must not empty a later cart.
+                keys = {str(e.dedup_key) for e in b.events if e.dedup_key is not None}
+                by_source.setdefault(b.source.id, set()).update(keys)
         for source_id, dedup_keys in by_source.items():
             for key, row in (await self.store.stored_events(source_id, sorted(dedup_keys))).items():
                 self.stored[(source_id, key)] = row
@@ -289,7 +294,7 @@ class GroupWrite:
             at = visit_at if batch.visit_key is not None else now
             if session_id not in self.pending.touched or self.pending.touched[session_id] < at:
                 self.pending.touched[session_id] = at
-        if batch.cart is not None:
+        if batch.cart is not None and (event_ids or not batch.events):  # not when all were resent
             await self._cart(batch, profile.id)
         if session_created:
             profile.visits += 1
@@ -594,13 +599,29 @@ class GroupWrite:
         return stored, duplicates, keys
 
     async def _cart(self, batch: IngestBatch, profile_id: str) -> None:
+        """The cart change, and the outcome it ends the cart's lifecycle with, if any (a
+        purchase, an emptied cart): stored as an event of the cart's source, in this transaction."""
         assert batch.cart is not None
         key = (profile_id, batch.source.id)
         if key not in self.carts:
-            self.carts[key] = await self.store.cart_items(profile_id, batch.source.id)
-        items = cart_rules.apply(self.carts[key], batch.cart)
-        self.carts[key] = items
-        self.pending.carts[key] = (items, batch.meta.received_at)
+            self.carts[key] = await self.store.cart_state(profile_id, batch.source.id)
+        at = batch.meta.received_at
+        state, outcome = cart_rules.step(self.carts[key], batch.cart, at)
+        self.carts[key] = state
+        self.pending.carts[key] = (state, at)
+        if outcome is not None:
+            rows = self.pending.events
+            rows.id.append(event_store.uuid7())
+            rows.source_id.append(batch.source.id)
+            rows.profile_id.append(profile_id)
+            rows.session_id.append(None)
+            rows.type.append(outcome.event_type)
+            rows.time.append(outcome.at)
+            rows.received_at.append(at)
+            rows.properties.append(outcome.properties())
+            rows.context.append(dict(cart_rules.CONTEXT))
+            rows.dedup_key.append(cart_rules.dedup_key(outcome.lifecycle_id))
+            self.pending.owner.append(-1)
 
     # --- merges: rare, on the rows ----------------------------------------------------------
 
@@ -709,8 +730,19 @@ class GroupWrite:
         if pending.carts:
             await self.store.save_carts(
                 [
-                    CartRow(pid, sid, items, str(cart_rules.total(items)), at)
-                    for (pid, sid), (items, at) in sorted(pending.carts.items())
+                    CartRow(
+                        pid,
+                        sid,
+                        cart.items,
+                        str(cart_rules.total(cart.items)),
+                        at,
+                        cart.lifecycle_id,
+                        cart.lifecycle_started_at,
+                        cart.outcome,
+                        cart.outcome_at,
+                        cart.outcome_due_at,
+                    )
+                    for (pid, sid), (cart, at) in sorted(pending.carts.items())
                 ]
             )
         await self._settle_duplicates(inserted)
@@ -737,7 +769,7 @@ class GroupWrite:
         late = [
             (index, rows.source_id[i], rows.dedup_key[i], rows.id[i])
             for i, index in enumerate(self.pending.owner)
-            if rows.id[i] not in inserted
+            if rows.id[i] not in inserted and index >= 0  # a generated one: its lifecycle had its outcome
         ]
         if not late:
             return

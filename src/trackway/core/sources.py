@@ -23,6 +23,10 @@ DIALECTS = ("tracardi", "tracktor", "insend", "tracify")
 SECRET_REQUIRED = frozenset({"tracify"})
 #: A source id: also what a collector request may name, so anything else is refused before a lookup.
 SOURCE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+#: A cart with items and no cart activity this many seconds is abandoned (seed 004, 4.5.2).
+DEFAULT_CART_ABANDON_AFTER = 3600
+#: ``cart_abandon_after`` may be one second (tests) to a year.
+CART_ABANDON_AFTER_RANGE = (1, 365 * 24 * 3600)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,7 @@ class SourceInfo:
     signed_only: bool
     allowed_origins: tuple[str, ...]
     created_at: datetime
+    cart_abandon_after: int = DEFAULT_CART_ABANDON_AFTER
 
     def public(self) -> dict[str, Any]:
         """The source as the admin API and the CLI show it."""
@@ -63,7 +68,16 @@ def _info(row: Any) -> SourceInfo:
         signed_only=row.signed_only,
         allowed_origins=tuple(row.allowed_origins or ()),
         created_at=row.created_at,
+        cart_abandon_after=row.cart_abandon_after,
     )
+
+
+def _check_abandon_after(value: Any) -> None:
+    low, high = CART_ABANDON_AFTER_RANGE
+    if type(value) is not int or not low <= value <= high:
+        raise ValidationFailed.field(
+            ("body", "cart_abandon_after"), f"whole seconds from {low} to {high}", "int_range"
+        )
 
 
 def _check_fields(
@@ -97,8 +111,10 @@ async def create_source(
     signed_only: bool = False,
     allowed_origins: list[str] | None = None,
     enabled: bool = True,
+    cart_abandon_after: int = DEFAULT_CART_ABANDON_AFTER,
 ) -> SourceInfo:
     origins = _check_fields(dialect=dialect, source_id=source_id, origins=allowed_origins or [])
+    _check_abandon_after(cart_abandon_after)
     if secret is None and dialect in SECRET_REQUIRED:
         secret = secrets.token_urlsafe(32)
     if signed_only and not secret:
@@ -112,6 +128,7 @@ async def create_source(
         "signed_only": signed_only,
         "allowed_origins": origins,
         "created_at": datetime.now(UTC),
+        "cart_abandon_after": cart_abandon_after,
     }
     try:
         async with uow.transaction() as db:
@@ -122,9 +139,13 @@ async def create_source(
 
 
 async def update_source(uow: UnitOfWork, source_id: str, changes: dict[str, Any]) -> SourceInfo:
-    """Change ``enabled``, ``name``, ``secret``, ``signed_only`` or ``allowed_origins``."""
-    allowed = {"enabled", "name", "secret", "signed_only", "allowed_origins"}
+    """Change ``enabled``, ``name``, ``secret``, ``signed_only``, ``allowed_origins`` or
+    ``cart_abandon_after`` (which applies to carts from their next change on: a cart already
+    waiting keeps the due time it was given)."""
+    allowed = {"enabled", "name", "secret", "signed_only", "allowed_origins", "cart_abandon_after"}
     values = {k: v for k, v in changes.items() if k in allowed}
+    if "cart_abandon_after" in values:
+        _check_abandon_after(values["cart_abandon_after"])
     if "allowed_origins" in values:
         values["allowed_origins"] = _check_fields(
             dialect=None, source_id=None, origins=values["allowed_origins"] or []

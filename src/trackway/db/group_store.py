@@ -13,14 +13,15 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import bindparam, delete, select, text, tuple_, update
+from sqlalchemy import and_, bindparam, delete, select, text, tuple_, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.db import statements
-from trackway.db.models import carts, events, identities, profiles, sessions
+from trackway.db.models import carts, events, identities, profiles, sessions, sources
 from trackway.db.rows import (
     CartRow,
+    CartState,
     EventColumns,
     IdentityLink,
     NewProfile,
@@ -63,7 +64,10 @@ class GroupStore(Protocol):
         """Stored events by dedup key: their id, profile and session."""
         ...
 
-    async def cart_items(self, profile_id: str, source_id: str) -> list[dict[str, Any]]: ...
+    async def cart_state(self, profile_id: str, source_id: str) -> CartState:
+        """The profile's cart in the source with its lifecycle, and the source's
+        ``cart_abandon_after`` (the caller holds the profile locked: the cart cannot change)."""
+        ...
 
     async def open_sessions(self, new: list[NewSession], fresh: list[NewProfile]) -> set[str]:
         """Make the ``fresh`` profiles and insert the sessions not opened meanwhile; the ids opened."""
@@ -91,7 +95,7 @@ class GroupStore(Protocol):
         ...
 
     async def save_carts(self, rows: list[CartRow]) -> None:
-        """Upsert each profile's cart in a source."""
+        """Upsert each profile's cart in a source, with its lifecycle."""
         ...
 
 
@@ -120,9 +124,25 @@ _STORED = select(events.c.dedup_key, events.c.id, events.c.profile_id, events.c.
     events.c.dedup_key.in_(bindparam("keys", expanding=True)),
 )
 
-_CART = select(carts.c["items"]).where(
-    carts.c.profile_id == bindparam("profile_id"), carts.c.source_id == bindparam("source_id")
+_CART = (
+    select(
+        sources.c.cart_abandon_after,
+        carts.c["items"],
+        carts.c.lifecycle_id,
+        carts.c.lifecycle_started_at,
+        carts.c.outcome,
+        carts.c.outcome_at,
+        carts.c.outcome_due_at,
+    )
+    .select_from(
+        sources.outerjoin(
+            carts, and_(carts.c.source_id == sources.c.id, carts.c.profile_id == bindparam("profile_id"))
+        )
+    )
+    .where(sources.c.id == bindparam("source_id"))
 )
+#: A source's ``cart_abandon_after`` when it cannot be read (no such source: never for a batch).
+DEFAULT_ABANDON_AFTER = 3600
 
 _UNLINK = delete(identities).where(
     identities.c.scope == bindparam("u_scope"),
@@ -233,10 +253,20 @@ class GroupStoreBase:
                 found[row.dedup_key] = (row.id, row.profile_id, row.session_id)
         return found
 
-    async def cart_items(self, profile_id: str, source_id: str) -> list[dict[str, Any]]:
+    async def cart_state(self, profile_id: str, source_id: str) -> CartState:
         params = {"profile_id": profile_id, "source_id": source_id}
-        items = (await self._db.execute(_CART, params)).scalar_one_or_none()
-        return list(items or [])
+        row = (await self._db.execute(_CART, params)).first()
+        if row is None:
+            return CartState(items=[], abandon_after=DEFAULT_ABANDON_AFTER)
+        return CartState(
+            items=list(row._mapping["items"] or []),
+            abandon_after=row.cart_abandon_after,
+            lifecycle_id=row.lifecycle_id,
+            lifecycle_started_at=row.lifecycle_started_at,
+            outcome=row.outcome,
+            outcome_at=row.outcome_at,
+            outcome_due_at=row.outcome_due_at,
+        )
 
     async def unlink_identities(self, keys: list[tuple[Key, str]]) -> None:
         params = [
@@ -295,12 +325,17 @@ class GroupStoreBase:
         await self._db.execute(_UPDATE_PROFILE, params)
 
     async def save_carts(self, rows: list[CartRow]) -> None:
-        for row in rows:  # InSend's cart events only, one or two a group
+        for row in rows:  # cart calls only (InSend, Tracktor), one or two a group
             values = {
                 "items": row.items,
                 "total": row.total,
                 "item_count": len(row.items),
                 "updated_at": row.at,
+                "lifecycle_id": row.lifecycle_id,
+                "lifecycle_started_at": row.lifecycle_started_at,
+                "outcome": row.outcome,
+                "outcome_at": row.outcome_at,
+                "outcome_due_at": row.outcome_due_at,
             }
             stmt = upsert(
                 self._dialect,

@@ -40,6 +40,8 @@ class Source(Base):
     signed_only: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     allowed_origins: Mapped[list[str]] = mapped_column(JsonColumn)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: Seconds without cart activity after which a cart with items is abandoned (migration 0009).
+    cart_abandon_after: Mapped[int] = mapped_column(Integer, server_default=text("3600"))
 
 
 class Profile(Base):
@@ -153,13 +155,26 @@ class ProfileMerge(Base):
 
 
 class Cart(Base):
-    """The current cart of a profile in a source; ``updated_at`` lets a later job find abandoned ones.
+    """The current cart of a profile in a source, and its lifecycle (migration 0009).
 
     ``items`` is a list of ``{"product_id", "qnt", "price", ...}`` with prices as exact
     decimal strings; ``total`` is their sum, also an exact decimal string.
+
+    A lifecycle runs from the first item to its one outcome (``core/cart_outcomes.py``):
+    ``outcome`` is ``NULL`` while it is open, then ``abandoned``, ``canceled`` or
+    ``purchased``. ``outcome_due_at`` is set only while it is open: when it is abandoned
+    unless the cart changes first. It is the due work the background job claims.
     """
 
     __tablename__ = "carts"
+    __table_args__ = (
+        Index(
+            "ix_carts_outcome_due_at",
+            "outcome_due_at",
+            postgresql_where=text("outcome_due_at IS NOT NULL"),
+            sqlite_where=text("outcome_due_at IS NOT NULL"),
+        ),
+    )
 
     profile_id: Mapped[str] = mapped_column(ID, ForeignKey("profiles.id"), primary_key=True)
     source_id: Mapped[str] = mapped_column(KEY, ForeignKey("sources.id"), primary_key=True)
@@ -168,6 +183,11 @@ class Cart(Base):
     item_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    lifecycle_id: Mapped[str | None] = mapped_column(ID)
+    lifecycle_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Segment(Base):

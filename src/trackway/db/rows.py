@@ -93,6 +93,21 @@ class IdentityLink:
 
 
 @dataclass(frozen=True, slots=True)
+class CartState:
+    """A profile's cart in a source as the write path loads it, with its lifecycle, and the
+    source's ``cart_abandon_after``. A cart never written has no items and no lifecycle."""
+
+    items: list[dict[str, Any]]
+    abandon_after: int
+    lifecycle_id: str | None = None
+    lifecycle_started_at: datetime | None = None
+    #: ``None`` while the lifecycle is open (or when there never was one).
+    outcome: str | None = None
+    outcome_at: datetime | None = None
+    outcome_due_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CartRow:
     """A profile's cart in a source as a group leaves it; ``total`` an exact decimal string."""
 
@@ -101,6 +116,25 @@ class CartRow:
     items: list[dict[str, Any]]
     total: str
     at: datetime
+    lifecycle_id: str | None = None
+    lifecycle_started_at: datetime | None = None
+    outcome: str | None = None
+    outcome_at: datetime | None = None
+    outcome_due_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DueCart:
+    """A cart whose open lifecycle is due to be abandoned, claimed (locked) by the job."""
+
+    profile_id: str
+    source_id: str
+    items: list[dict[str, Any]]
+    total: str
+    #: Always set with ``outcome_due_at`` by Trackway; ``None`` only if a row was edited by hand.
+    lifecycle_id: str | None
+    lifecycle_started_at: datetime | None
+    outcome_due_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

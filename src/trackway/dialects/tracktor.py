@@ -20,15 +20,19 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import pydantic_core
 from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from trackway.core.batch import (
+    CartChange,
+    CartItem,
     EventIn,
     IdentityRef,
     IngestBatch,
@@ -245,6 +249,86 @@ def check_person_properties(params: Params, data: dict[str, Any]) -> None:
             params.error((where, "data", name), problem)
 
 
+# --- the e-commerce extension (seed 4.5) ----------------------------------------------------
+#
+# The seed documents ``tio.setCart``, ``tio.cancelCart`` and ``tio.purchaseCart`` for the JS
+# library only. Over the HTTP API they are ``/track`` calls whose ``action`` is the method's
+# name and whose ``data`` is the cart object (4.5.1), e.g.
+# ``/track?sid=...&id=unicorn&action=setCart&data={"totalprice":3.98,"products":[...]}``.
+# The call is stored as an ordinary event (type ``setCart``, the cart as its properties) and
+# changes the person's cart in the source, the model InSend's cart events feed:
+#
+# * ``setCart``: the cart becomes ``products`` (required; an empty list empties it);
+# * ``cancelCart``: the visitor emptied the cart (its lifecycle ends ``canceled``);
+# * ``purchaseCart``: the cart was bought (``purchased``) and is empty afterwards; its
+#   ``products``, when given, are what was bought, else the cart as last set.
+#
+# A product is a cart line keyed by its ``name`` (the seed's products have no id), ``count``
+# (1 by default) of it at ``price`` each; every other property is kept on the line.
+# ``totalprice`` (fees included) stays on the event: the cart's ``total`` is its lines' sum.
+
+#: The actions that change the cart, and what each does to it.
+CART_ACTIONS = {"setCart": "replace", "cancelCart": "cancel", "purchaseCart": "clear"}
+
+
+def _no_exponent(value: Decimal) -> Decimal:
+    """``1e2`` is stored as ``100``, not ``1E+2``."""
+    exponent = value.as_tuple().exponent
+    return value.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else value
+
+
+Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6), AfterValidator(_no_exponent)]
+
+
+class Product(BaseModel):
+    """A product of the seed's cart object (4.5.1); other properties are kept as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID)]
+    price: Money
+    count: Annotated[int, Field(ge=1, le=1_000_000, strict=True)] = 1
+
+
+class CartObject(BaseModel):
+    """The seed's cart object: ``totalprice`` and ``products``, any other property kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    totalprice: Money | None = None
+    products: Annotated[list[Product], Field(max_length=500)] | None = None
+
+
+def _cart_item(product: Product) -> CartItem:
+    extra = {"name": product.name, **(product.model_extra or {})}
+    return CartItem(product.name, Decimal(product.count), product.price, extra=extra)
+
+
+def parse_cart(params: Params, action: str, data: dict[str, Any]) -> CartChange | None:
+    """The cart change of an e-commerce action (``None`` for any other action, or on errors)."""
+    op = CART_ACTIONS.get(action)
+    if op is None:
+        return None
+    where = params.where_of("data")
+    try:
+        cart = CartObject.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            params.error((where, "data", *error["loc"]), error["msg"], error["type"])
+        return None
+    items = tuple(_cart_item(product) for product in cart.products or ())
+    if op == "replace":
+        if cart.products is None:
+            params.error(
+                (where, "data", "products"), "Field required: setCart sets the whole cart.", "missing"
+            )
+            return None
+        return CartChange("replace", items)
+    if op == "cancel":
+        return CartChange("replace", ())
+    return CartChange("clear", items)
+
+
 # --- the three calls, parsed ----------------------------------------------------------------
 
 
@@ -266,6 +350,8 @@ class TrackCall:
     data: dict[str, Any]
     time: datetime | None
     pixel: bool
+    #: The cart change of an e-commerce action (seed 4.5), else ``None``.
+    cart: CartChange | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,14 +376,18 @@ def parse_set(params: Params) -> SetCall:
 
 
 def parse_track(params: Params) -> TrackCall:
+    person_id = params.text("id", max_length=MAX_ID)
+    action = params.text("action", max_length=MAX_ACTION)
+    data = params.data(required=False)
     call = TrackCall(
         sid=params.raw("sid"),
-        person_id=params.text("id", max_length=MAX_ID),
+        person_id=person_id,
         sign=params.raw("sign"),
-        action=params.text("action", max_length=MAX_ACTION),
-        data=params.data(required=False),
+        action=action,
+        data=data,
         time=params.time(),
         pixel=params.flag("pixel"),
+        cart=parse_cart(params, action, data),
     )
     params.raise_errors()
     return call
@@ -422,6 +512,7 @@ def track_batch(call: TrackCall, source_id: str, meta: RequestMeta, visit_timeou
         identified=None if is_anonymous(call.person_id) else True,
         visit_key=call.person_id,
         visit_timeout=visit_timeout,
+        cart=call.cart,
     )
 
 
