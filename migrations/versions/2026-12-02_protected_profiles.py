@@ -23,9 +23,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # A plain ADD COLUMN on both databases: batch mode would copy ``profiles`` on SQLite, and
     # dropping the old copy fails the foreign keys of existing sessions and identities.
-    op.add_column(
-        "profiles", sa.Column("protected", sa.Boolean(), server_default=sa.false(), nullable=False)
-    )
+    op.add_column("profiles", sa.Column("protected", sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
 def downgrade() -> None:
