@@ -118,6 +118,16 @@ class PlayLog:
                 yield str(body["profile"]["id"]), f"A{step}.{index}"
 
 
+def cart_lines(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cart lines as they compare: a line keeps the extra properties of the add that came last,
+    the marker ``m`` included (for adds sent at once, whichever the server ran last), and lines
+    are in the order they were first added, order-dependent too: so by product, without ``m``."""
+    return sorted(
+        ({k: v for k, v in line.items() if k != "m"} for line in items),
+        key=lambda line: str(line.get("product_id")),
+    )
+
+
 def tracardi_body(req: Req, log: PlayLog) -> dict[str, Any]:
     params = req.params
     body: dict[str, Any] = {
@@ -309,6 +319,18 @@ class Snapshotter:
         step_id, _started, ended = self.log.steps[index]
         return f"@{step_id}" if moment <= ended else f"@after{step_id}"
 
+    def outcome_properties(self, properties: dict[str, Any]) -> dict[str, Any]:
+        """A cart outcome event's properties without what the server generates: its lifecycle's
+        id (a UUID, kept as present) and start (a receive time, as its step)."""
+        if "lifecycle_id" not in properties:
+            return properties
+        return {
+            **properties,
+            "lifecycle_id": "<lifecycle>",
+            "started_at": self.wall(properties.get("started_at"), [], "step"),
+            "items": cart_lines(properties.get("items") or []),
+        }
+
     def wall(self, value: str | None, own: list[datetime], rel: str) -> str | None:
         """A wall-clock time as its step and, for ``rel`` ``last`` / ``span``, its relation to
         the receive times of the entity's own events."""
@@ -455,7 +477,7 @@ class Snapshotter:
                         "type": e["type"],
                         "time": self.wall(e["time"], [], "step"),
                         "received_at": self.wall(e["received_at"], [], "step"),
-                        "properties": e["properties"],
+                        "properties": self.outcome_properties(e["properties"]),
                         "context": e["context"],
                         "session": self.session_label.get(e["session_id"]) if e["session_id"] else None,
                         "source": e["source_id"],
@@ -473,13 +495,7 @@ class Snapshotter:
                 "carts": [
                     {
                         "source": cart["source_id"],
-                        # A line keeps the extra properties of the add that came last, the
-                        # marker ``m`` included: for adds sent at once, whichever the server ran
-                        # last. Lines are in the order they were first added, order-dependent too.
-                        "items": sorted(
-                            ({k: v for k, v in line.items() if k != "m"} for line in cart["items"]),
-                            key=lambda line: str(line.get("product_id")),
-                        ),
+                        "items": cart_lines(cart["items"]),
                         "total": cart["total"],
                         "item_count": cart["item_count"],
                         "updated_at": self.wall(cart["updated_at"], [], "step"),
