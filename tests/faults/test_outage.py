@@ -104,7 +104,12 @@ def test_postgresql_outage_answers_503_and_recovers_alone(
     assert outcomes, "no load"
 
     # The server never went away: every request was answered, with a 200 or a 503.
-    assert [o.error for o in outcomes if o.status is None] == [], summary(outcomes)
+    unanswered = [
+        f"{o.error} at {o.started - times.down:+.2f}..{o.ended - times.down:+.2f} s from the outage"
+        for o in outcomes
+        if o.status is None
+    ]
+    assert unanswered == [], f"{summary(outcomes)} (up at {times.up - times.down:+.2f} s)\n{output[-4000:]}"
     assert {o.status for o in outcomes} <= {200, 503}, f"{summary(outcomes)}\n{output}"
     during = [o for o in outcomes if o.started > times.down and o.ended < times.starting]
     assert during, f"no request while the database was down: {summary(outcomes)}"
