@@ -57,8 +57,6 @@ class Profile(Base):
             postgresql_where=text("merged_into IS NOT NULL"),
             sqlite_where=text("merged_into IS NOT NULL"),
         ),
-        # GET /api/people's default order (migration 0007).
-        Index("ix_profiles_last_seen_at", "last_seen_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
