@@ -10,7 +10,6 @@ The test owns the database it stops: a throwaway cluster (``conftest.cluster``).
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,36 +90,29 @@ async def _create_database(url: str, name: str) -> str:
 def test_postgresql_outage_answers_503_and_recovers_alone(
     cluster: Cluster, mode: str, tmp_path: Path
 ) -> None:
-    # Known open defect (see the closing note of the session that added this): in the full
-    # suite only, never in this file alone, one request in flight when PostgreSQL stops is
-    # sometimes reset (an httpx ReadError) just as the database comes back, ~6 s later. Until
-    # it is found, a run with such a reset is reported loudly and played once more, on a new
-    # database; the second run must answer every request.
-    for attempt in (1, 2):
-        url = asyncio.run(_create_database(cluster.url, f"trackway{attempt}"))
-        source_id = create_source(url)
-        # The source cache expires during the outage: lookups and ingests both meet the dead database.
-        server = Server(url, tmp_path / f"server{attempt}.log", TRACKWAY_SOURCE_CACHE_SECONDS="1")
-        try:
-            server.wait_ready()
-            load, times = asyncio.run(_outage(server, source_id, cluster, mode))
-            output = server.output()
-        finally:
-            server.stop()
-        outcomes = load.outcomes
-        assert outcomes, "no load"
+    url = asyncio.run(_create_database(cluster.url, "trackway"))
+    source_id = create_source(url)
+    # The source cache expires during the outage: lookups and ingests both meet the dead database.
+    server = Server(url, tmp_path / "server.log", TRACKWAY_SOURCE_CACHE_SECONDS="1")
+    try:
+        server.wait_ready()
+        load, times = asyncio.run(_outage(server, source_id, cluster, mode))
+        output = server.output()
+    finally:
+        server.stop()
+    outcomes = load.outcomes
+    assert outcomes, "no load"
 
-        # The server never went away: every request was answered, with a 200 or a 503.
-        unanswered = [
-            f"{o.error} at {o.started - times.down:+.2f}..{o.ended - times.down:+.2f} s from the outage"
-            for o in outcomes
-            if o.status is None
-        ]
-        report = f"{summary(outcomes)} (up at {times.up - times.down:+.2f} s)\n{output[-4000:]}"
-        if not unanswered:
-            break
-        print(f"\n*** outage run {attempt}: unanswered {unanswered}: {report}", file=sys.__stderr__)
-    assert unanswered == [], report
+    # The server never went away: every request was answered, with a 200 or a 503. (Open
+    # defect: at the end of a full suite in one process, requests sent during the outage hung
+    # until it ended and one was reset then; alone, and first, it holds: ``make test`` runs
+    # this directory first, in a process of its own.)
+    unanswered = [
+        f"{o.error} at {o.started - times.down:+.2f}..{o.ended - times.down:+.2f} s from the outage"
+        for o in outcomes
+        if o.status is None
+    ]
+    assert unanswered == [], f"{summary(outcomes)} (up at {times.up - times.down:+.2f} s)\n{output[-4000:]}"
     assert {o.status for o in outcomes} <= {200, 503}, f"{summary(outcomes)}\n{output}"
     during = [o for o in outcomes if o.started > times.down and o.ended < times.starting]
     assert during, f"no request while the database was down: {summary(outcomes)}"
