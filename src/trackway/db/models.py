@@ -122,9 +122,10 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("source_id", "dedup_key"),
         Index("ix_events_profile_time", "profile_id", "time", "id"),
-        # GET /api/events, all events or one type, by time (migration 0007).
+        # GET /api/events, all events or one type, by time (migration 0007); the read side
+        # answers from the type index alone, so it holds the profile id too (migration 0014).
         Index("ix_events_time", "time", "id"),
-        Index("ix_events_type_time", "type", "time", "id"),
+        Index("ix_events_type_time", "type", "time", "id", "profile_id"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
