@@ -7,6 +7,7 @@ handler, and replayed through the same app.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -289,6 +290,26 @@ async def test_a_replay_with_a_corrected_body_is_stored_once(
     assert shown["last_replay"]["status"] == 200
     # The stored request is the original, for the record.
     assert json.loads(shown["request"]["body"]) == bad
+
+
+async def test_two_replays_at_once_run_once(
+    client: httpx.AsyncClient, sources: dict[str, SourceInfo], uow: SqlUnitOfWork
+) -> None:
+    """Claimed in the database: of two replays at once one runs, the other is told (409) or,
+    when the first has finished, answers its outcome without running. Events without ids:
+    a second run would store them twice."""
+    assert (await client.post("/track", json=tracardi_payload({"properties": {}}))).status_code == 422
+    detail = await only_rejection(client)
+    fixed = {"body": tracardi_payload({"type": "page-view"}, {"type": "page-view"})}
+    url = f"/api/rejections/{detail['id']}/replay"
+    answers = await asyncio.gather(*(client.post(url, json=fixed, headers=ADMIN) for _ in range(4)))
+    ran = [a for a in answers if a.status_code == 200 and a.json()["ran"]]
+    assert len(ran) == 1
+    for answer in answers:
+        assert answer.status_code in (200, 409), answer.text
+        if answer.status_code == 200:
+            assert answer.json()["state"] == "replayed"
+    assert await count(uow, "events") == 2
 
 
 async def test_a_replay_rejected_again_stays_in_quarantine_and_says_why(
