@@ -26,7 +26,9 @@ from trackway.core import sources as source_service
 from trackway.core.sources import SourceInfo
 from trackway.db.models import rejections
 from trackway.db.uow import SqlUnitOfWork
+from trackway.dialects.replay import _encode
 from trackway.dialects.tracktor import signature
+from trackway.errors import ValidationFailed
 from trackway.settings import Settings
 
 TRACARDI = "q-tracardi"
@@ -470,6 +472,28 @@ async def test_bulk_replay_by_ids_and_by_filter(
     assert [r["id"] for r in answer["results"]] == [rows[0]["id"], rows[2]["id"]]
     assert await count(uow, "events") == 2
     assert [r["state"] for r in await listed(client, state="quarantined")] == ["quarantined"]
+
+
+async def test_a_correction_no_encoder_can_write_is_a_422(
+    client: httpx.AsyncClient, sources: dict[str, SourceInfo]
+) -> None:
+    assert (await client.post("/track", json=tracardi_payload({"id": "e"}))).status_code == 422
+    detail = await only_rejection(client)
+    url = f"/api/rejections/{detail['id']}/replay"
+    huge = await client.post(url, content=b'{"body": {"n": 100000000000000000000000}}', headers=ADMIN)
+    assert huge.status_code == 422  # refused by the body's parser or by the encoder, never a 500
+    assert huge.json()["detail"][0]["loc"][0] == "body"
+    lone = await client.post(url, content=b'{"query": {"k": "\\ud800"}}', headers=ADMIN)
+    assert lone.status_code == 422
+    # FastAPI's parser refuses both first; the replay's encoder would refuse them too.
+    with pytest.raises(ValidationFailed) as refused:
+        _encode({"n": 2**70}, False, "body")
+    assert refused.value.detail[0]["loc"] == ["body", "body"]
+    with pytest.raises(ValidationFailed) as refused:
+        _encode({"k": "\ud800"}, True, "query")
+    assert refused.value.detail[0]["loc"] == ["body", "query"]
+    shown = (await client.get(f"/api/rejections/{detail['id']}", headers=ADMIN)).json()
+    assert (shown["state"], shown["replay_attempts"]) == ("quarantined", 0)  # nothing ran, nothing claimed
 
 
 async def test_unknown_ids_and_bad_requests(

@@ -71,13 +71,19 @@ def parse_response(text: str | None) -> Any:
         return text
 
 
-def _encode(value: Any, as_form: bool) -> bytes:
+def _encode(value: Any, as_form: bool, where: str) -> bytes:
     """A correction: a string is sent as it is; an object as a form (form requests) or as JSON."""
     if isinstance(value, str):
         return value.encode("utf-8", "surrogatepass")
-    if as_form and isinstance(value, dict):
-        return urlencode({str(k): v for k, v in value.items()}, doseq=True).encode()
-    return jsonutil.dumps(value)
+    try:
+        if as_form and isinstance(value, dict):
+            return urlencode({str(k): v for k, v in value.items()}, doseq=True).encode()
+        return jsonutil.dumps(value)
+    except (TypeError, ValueError):  # an integer beyond 64 bits, a lone surrogate
+        raise ValidationFailed.field(
+            ("body", where),
+            "cannot be encoded (a lone surrogate, an integer beyond 64 bits): send it as a string",
+        ) from None
 
 
 def request_parts(
@@ -86,8 +92,8 @@ def request_parts(
     """The stored request's query, body and headers, corrected where asked."""
     headers = [(str(name), str(value)) for name, value in row.headers]
     as_form = row.dialect in _FORM_DIALECTS
-    sent_body = bytes(row.body) if body is None else _encode(body, as_form)
-    sent_query = bytes(row.query) if query is None else _encode(query, True)
+    sent_body = bytes(row.body) if body is None else _encode(body, as_form, "body")
+    sent_query = bytes(row.query) if query is None else _encode(query, True, "query")
     if isinstance(query, str):
         sent_query = sent_query.removeprefix(b"?")
     raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
@@ -170,10 +176,10 @@ async def replay(
                 "the stored body was cut at TRACKWAY_MAX_BODY_BYTES: replay it with a corrected body",
                 "missing",
             )
+        sent_query, sent_body, headers = request_parts(row, body=body, query=query)
         if not await statements.claim(db, rejection_id, now):
             raise Conflict(f"rejection {rejection_id!r} is being replayed")
     try:
-        sent_query, sent_body, headers = request_parts(row, body=body, query=query)
         if row.dialect == tracify.DIALECT:
             source = await get_source(uow, row.source_id)
             if source is not None and source.secret:
