@@ -26,6 +26,7 @@ from trackway.core import sources as source_service
 from trackway.core.sources import SourceInfo
 from trackway.db.models import rejections
 from trackway.db.uow import SqlUnitOfWork
+from trackway.dialects.quarantine import FloodCap
 from trackway.dialects.replay import _encode
 from trackway.dialects.tracktor import signature
 from trackway.errors import ValidationFailed
@@ -629,3 +630,23 @@ async def test_retention_deletes_old_rejections_in_batches(
     assert await retention.purge(uow, days=7, limit=1) == 2
     assert [r["id"] for r in await listed(client)] == [rows[2]["id"]]
     assert await retention.purge(uow, days=7) == 0
+
+
+@pytest.mark.parametrize("settings_overrides", [{"mask_ip": True}])
+async def test_the_client_ip_is_kept_masked_with_mask_ip(
+    client: httpx.AsyncClient, sources: dict[str, SourceInfo]
+) -> None:
+    assert (await client.post("/track", json=tracardi_payload({"id": "e"}))).status_code == 422
+    detail = await only_rejection(client)
+    assert detail["request"]["client_ip"] == "203.0.113.0"
+
+
+def test_the_flood_cap_counts_per_source_and_clock_minute() -> None:
+    now = [120.0]
+    cap = FloodCap(2, clock=lambda: now[0])
+    assert [cap.allow("a"), cap.allow("a"), cap.allow("a"), cap.allow("b")] == [True, True, False, True]
+    now[0] = 179.9  # the same minute
+    assert cap.allow("a") is False
+    now[0] = 180.0  # the next one
+    assert [cap.allow("a"), cap.allow("a"), cap.allow("a")] == [True, True, False]
+    assert FloodCap(0).allow("a") is False
