@@ -115,7 +115,9 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     url: str = request.getfixturevalue("pg_url")
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        await conn.execute(f"TRUNCATE {', '.join((*SAVED_TABLES, *TABLES, 'segments'))} CASCADE")
+        await conn.execute(
+            f"TRUNCATE {', '.join((*SAVED_TABLES, *TABLES, 'segments', 'rejections'))} CASCADE"
+        )
     finally:
         await conn.close()
     yield url

@@ -15,15 +15,18 @@ from trackway import __version__, logsafe
 from trackway.api import analytics, demo, health, openapi, people, profiles, segments
 from trackway.api import errors as api_errors
 from trackway.api import metrics as metrics_api
+from trackway.api import rejections as rejections_api
 from trackway.api import sources as sources_api
 from trackway.core.cart_outcomes import OutcomeJob
 from trackway.core.group_commit import GroupCommitWriter
 from trackway.core.ingest import DirectWriter, Writer
+from trackway.core.rejections import RetentionJob
 from trackway.core.sessions import describe_device
 from trackway.core.sources import SourceDirectory
 from trackway.db.engine import make_engine
 from trackway.db.uow import SqlUnitOfWork
 from trackway.dialects import dispatch, insend, tracardi, tracify, tracker_script, tracktor
+from trackway.dialects.quarantine import Quarantine
 from trackway.dialects.routes import lean_routes
 from trackway.limits import BodyDeadline
 from trackway.metrics import Metrics, RequestMetricsMiddleware
@@ -80,10 +83,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Abandoned carts: due work claimed in the database, so every process may run it.
         outcomes = OutcomeJob(uow, settings.cart_outcomes_interval)
         outcomes.start()
+        # Old rejections: deleted in bounded batches, claimed in the database.
+        retention = RetentionJob(
+            uow, days=settings.rejections_days, interval=settings.rejections_purge_interval
+        )
+        retention.start()
         try:
             with gc_thresholds(settings.gc_gen0_threshold):
                 yield
         finally:
+            await retention.close()
             await outcomes.close()
             await writer.close()  # drain: every queued batch is written first
             await engine.dispose()
@@ -111,6 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Every request's body within its deadline; a client's hang-up mid-body a quiet 499.
     app.add_middleware(BodyDeadline, timeout=settings.body_timeout_seconds)
     api_errors.install(app)
+    # Collector requests rejected with a 4xx, kept for replay (api/errors.py calls it).
+    app.state.keep_rejection = Quarantine(app.state.metrics, settings.rejections_per_minute).keep
     logsafe.install()
     app.include_router(health.router)
     for router in COLLECTOR_ROUTERS:
@@ -125,5 +136,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(analytics.router)
     app.include_router(demo.router)
     app.include_router(metrics_api.router)
+    app.include_router(rejections_api.router)
     openapi.install(app)
     return app

@@ -190,6 +190,77 @@ def _carts(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _rejections(args: argparse.Namespace, settings: Settings) -> int:
+    """``trackway rejections list|replay|purge``: the quarantine, with the functions the API calls."""
+    from trackway.api.rejections import rejection_view
+    from trackway.core import rejections as retention
+    from trackway.db import rejections as statements
+
+    upgrade(settings.database_url)
+    if args.rejections_command == "list":
+        wanted = statements.RejectionFilter(
+            source=args.source, dialect=args.dialect, reason=args.reason, state=args.state
+        )
+
+        async def page(uow: SqlUnitOfWork) -> Any:
+            async with uow.read() as db:
+                rows, _ = await statements.list_page(db, wanted, limit=args.limit)
+            return [rejection_view(row, full=False) for row in rows]
+
+        _print_json(asyncio.run(_with_uow(settings, page)))
+    elif args.rejections_command == "purge":
+        days = settings.rejections_days if args.days is None else args.days
+
+        async def purge(uow: SqlUnitOfWork) -> int:
+            return await retention.purge(uow, days=days)
+
+        _print_json({"deleted": asyncio.run(_with_uow(settings, purge))})
+    elif args.rejections_command == "replay":
+        body = None
+        if args.body is not None:
+            try:
+                body = jsonutil.loads(args.body)
+            except ValueError:
+                body = args.body  # not JSON: sent as the text it is (a form body)
+        outcomes = asyncio.run(_replay(settings, args.ids, body))
+        _print_json(outcomes)
+        if any(outcome.get("state") != "replayed" for outcome in outcomes):
+            return 1
+    return 0
+
+
+async def _replay(settings: Settings, ids: list[str], body: Any) -> list[dict[str, Any]]:
+    """Replays through an app built here, as the server's route does (``dialects/replay.py``)."""
+    from trackway.app import create_app
+    from trackway.dialects.replay import replay
+    from trackway.metrics import metrics_of
+
+    quiet = settings.model_copy(update={"cart_outcomes_interval": 0, "rejections_purge_interval": 0})
+    app = create_app(quiet)
+    outcomes: list[dict[str, Any]] = []
+    async with app.router.lifespan_context(app):
+        for rejection_id in ids:
+            try:
+                outcome = await replay(
+                    app, app.state.services, rejection_id, body=body, metrics=metrics_of(app)
+                )
+            except TrackwayError as exc:
+                outcomes.append({"id": rejection_id, "error": {"status": exc.status_code, **exc.body()}})
+                continue
+            outcomes.append(outcome.view())
+    return outcomes
+
+
+def _days(value: str) -> float:
+    try:
+        days = float(value)
+    except ValueError:
+        days = -1
+    if not 0 <= days <= 3650:
+        raise argparse.ArgumentTypeError("days from 0 to 3650")
+    return days
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trackway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -251,6 +322,25 @@ def build_parser() -> argparse.ArgumentParser:
     run_outcomes.add_argument(
         "--batch", type=_batch_size, default=100, help="carts claimed per transaction, 1-1000 (default 100)"
     )
+
+    rejections = commands.add_parser("rejections", help="the quarantine of rejected requests")
+    rejections.set_defaults(handler=_rejections)
+    rejection_commands = rejections.add_subparsers(dest="rejections_command", required=True)
+    listing = rejection_commands.add_parser("list", help="print the newest rejections as JSON")
+    listing.add_argument("--source")
+    listing.add_argument("--dialect", choices=DIALECTS)
+    listing.add_argument("--reason", help="invalid, too_large, unsupported_media_type...")
+    listing.add_argument("--state", choices=("quarantined", "replaying", "replayed"))
+    listing.add_argument("--limit", type=_batch_size, default=100, help="1-1000 (default 100)")
+    replay = rejection_commands.add_parser(
+        "replay", help="run rejections through their dialect again; exit 1 if one is rejected again"
+    )
+    replay.add_argument("ids", nargs="+", metavar="ID")
+    replay.add_argument("--body", help="a corrected body: JSON, or text sent as it is (a form)")
+    purge = rejection_commands.add_parser(
+        "purge", help="delete rejections older than TRACKWAY_REJECTIONS_DAYS (or --days) now"
+    )
+    purge.add_argument("--days", type=_days, help="older than this many days (0: all)")
     return parser
 
 

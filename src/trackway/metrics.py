@@ -74,6 +74,19 @@ class Metrics:
             buckets=COMMIT_SECONDS_BUCKETS,
             registry=self.registry,
         )
+        self.rejections = Counter(
+            "trackway_rejections_total",
+            "Rejected collector requests of known sources, by dialect and outcome: kept in the "
+            "quarantine, capped (over TRACKWAY_REJECTIONS_PER_MINUTE), or failed (not written).",
+            ("dialect", "outcome"),
+            registry=self.registry,
+        )
+        self.replays = Counter(
+            "trackway_rejection_replays_total",
+            "Replays of quarantined requests, by outcome: accepted, or rejected again.",
+            ("outcome",),
+            registry=self.registry,
+        )
         # Label children cached per (dialect, status): ``labels()`` takes a lock and
         # validates its arguments, and the middleware runs on every request.
         self._request_children: dict[tuple[str, int], Any] = {}
@@ -92,6 +105,13 @@ class Metrics:
         COMMIT took. With group commit the batch size shows how well requests are grouped."""
         self.commit_batch_size.observe(batches)
         self.commit_seconds.observe(seconds)
+
+    def count_rejection(self, dialect: str, outcome: str) -> None:
+        """A rejected request of a known source: ``kept``, ``capped`` or ``failed``."""
+        self.rejections.labels(dialect, outcome).inc()
+
+    def count_replay(self, accepted: bool) -> None:
+        self.replays.labels("accepted" if accepted else "rejected").inc()
 
     def count_request(self, dialect: str, status: int) -> None:
         """One answered HTTP request (the middleware calls this)."""

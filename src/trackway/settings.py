@@ -100,6 +100,25 @@ class Settings(BaseSettings):
         description="Seconds between the passes of the cart outcome job, which abandons carts "
         "due (every process runs it; the work is claimed in the database); 0 disables it here.",
     )
+    rejections_days: float = Field(
+        7.0,
+        gt=0,
+        le=3650,
+        description="Days a rejected request is kept in the quarantine (GET /api/rejections).",
+    )
+    rejections_per_minute: int = Field(
+        60,
+        ge=0,
+        description="Most rejected requests kept per source and minute, in each process "
+        "(a flood beyond it is counted, not kept); 0 keeps none.",
+    )
+    rejections_purge_interval: float = Field(
+        300.0,
+        ge=0,
+        le=86400,
+        description="Seconds between passes of the job deleting rejections past "
+        "TRACKWAY_REJECTIONS_DAYS (every process runs it, claimed in the database); 0: off here.",
+    )
     demo: bool = Field(False, description="Serve the demo page at /demo.")
     metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics (no auth); off: 404.")
     log_level: str = Field("info", description="uvicorn log level.")

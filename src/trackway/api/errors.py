@@ -38,9 +38,15 @@ def _printable(value: object) -> object:
     return value
 
 
-async def _trackway_error(_request: Request, exc: Exception) -> Response:
+async def _trackway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TrackwayError)
-    return _json(exc.status_code, exc.body(), exc.headers())
+    response = _json(exc.status_code, exc.body(), exc.headers())
+    # The quarantine (dialects/quarantine.py) sees every error answer here, whatever raised it,
+    # and keeps a collector request's 4xx; it never raises, so the answer is always this one.
+    keep = getattr(request.app.state, "keep_rejection", None)
+    if keep is not None and 400 <= exc.status_code < 500:
+        await keep(request, exc.status_code, response.body)
+    return response
 
 
 async def _client_closed(request: Request, _exc: Exception) -> Response:

@@ -252,6 +252,10 @@ _API_ERRORS: Final[dict[tuple[str, str], tuple[int, ...]]] = {
     ("/api/funnels/{funnel_id}", "get"): (401, 404, 503),
     ("/api/funnels/{funnel_id}", "delete"): (401, 404, 503),
     ("/api/funnels/{funnel_id}/people", "get"): (401, 404, 503),
+    ("/api/rejections", "get"): (401, 503),
+    ("/api/rejections/{rejection_id}", "get"): (401, 404, 503),
+    ("/api/rejections/{rejection_id}/replay", "post"): (400, 401, 404, 408, 409, 413, 503),
+    ("/api/rejections/replay", "post"): (400, 401, 408, 413, 503),
     ("/readyz", "get"): (503,),
 }
 
