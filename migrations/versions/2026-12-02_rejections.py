@@ -6,7 +6,7 @@ replay got to. Lists go newest first (``received_at, id``), per source too; rete
 deletes the oldest first through the same index.
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-02 10:00:00
 """
 
@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql
 #: JSON on SQLite, JSONB on PostgreSQL.
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 revision: str = "0012"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

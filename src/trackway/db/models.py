@@ -126,7 +126,7 @@ class Event(Base):
         Index("ix_events_profile_time", "profile_id", "time", "id"),
         # GET /api/events, all events or one type, by time (migration 0007); the read side
         # answers from the type index alone, so it holds the profile id and the bot flag too
-        # (migration 0014).
+        # (migration 0010).
         Index("ix_events_time", "time", "id"),
         Index("ix_events_type_time", "type", "time", "id", "profile_id", "bot"),
     )
@@ -141,7 +141,7 @@ class Event(Base):
     properties: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
     context: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
     dedup_key: Mapped[str | None] = mapped_column(String(255))
-    #: Sent by a bot (migration 0014): the read side leaves it out unless asked.
+    #: Sent by a bot (migration 0010): the read side leaves it out unless asked.
     bot: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 

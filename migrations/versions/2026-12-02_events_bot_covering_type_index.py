@@ -21,7 +21,7 @@ survivor updates their entries, as it already did in ``ix_events_profile_time``.
 On PostgreSQL the new index is built ``CONCURRENTLY`` next to the old one, then swapped in,
 so that a large ``events`` table keeps taking writes while it is built.
 
-Revision ID: 0014
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-02 10:20:00
 """
@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0014"
+revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
