@@ -27,6 +27,7 @@ from trackway.dialects import dispatch, insend, tracardi, tracify, tracker_scrip
 from trackway.dialects.routes import lean_routes
 from trackway.limits import BodyDeadline
 from trackway.metrics import Metrics, RequestMetricsMiddleware
+from trackway.requestlog import RequestLogMiddleware
 from trackway.runtime import gc_thresholds
 from trackway.services import AppServices
 from trackway.settings import Settings
@@ -110,8 +111,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     # Every request's body within its deadline; a client's hang-up mid-body a quiet 499.
     app.add_middleware(BodyDeadline, timeout=settings.body_timeout_seconds)
+    # One structured line per request (requestlog.py), outermost: it times the whole answer.
+    app.add_middleware(RequestLogMiddleware, mask_ip=settings.mask_ip)
     api_errors.install(app)
-    logsafe.install()
+    logsafe.install(mask_ip=settings.mask_ip)
     app.include_router(health.router)
     for router in COLLECTOR_ROUTERS:
         app.include_router(router)

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import logging.config
 import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
+
+from pydantic import ValidationError
 
 from trackway import jsonutil
 from trackway.api.sources import source_view
 from trackway.core import sources as source_service
 from trackway.core.sources import DIALECTS
 from trackway.db.engine import make_engine
+from trackway.db.errors import is_unavailable
 from trackway.db.migrate import upgrade
 from trackway.db.uow import SqlUnitOfWork
 from trackway.errors import TrackwayError
+from trackway.logsafe import describe
 from trackway.settings import Settings
 
 
@@ -49,24 +56,28 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             # Workers are separate processes that read their settings from the environment.
             os.environ[f"TRACKWAY_{name.upper()}"] = str(value)
     settings = Settings()
+    from trackway.requestlog import log_config
+    from trackway.server import uvicorn_options
+
+    # The server's notices in the log's format from the first line on (JSON lines by default).
+    logging.config.dictConfig(log_config(settings.log_format, settings.log_level))
+    log = logging.getLogger("trackway.serve")
+    wait_for_database(settings, log)
     if not args.no_migrate:
         upgrade(settings.database_url)
     if not settings.admin_token:
-        print(
-            "trackway: TRACKWAY_ADMIN_TOKEN is not set, so the admin and read API (/api/...) "
-            "answers 401.\n  Set one to use it, e.g.: "
-            "TRACKWAY_ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')",
-            file=sys.stderr,
+        log.warning(
+            "TRACKWAY_ADMIN_TOKEN is not set, so the admin and read API (/api/...) answers 401. "
+            "Set one to use it, e.g.: "
+            "TRACKWAY_ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
         )
-    from trackway.server import uvicorn_options
-
     options = uvicorn_options(settings)
     if options["limit_concurrency"] < settings.limit_concurrency:
-        print(
-            f"trackway: at most {options['limit_concurrency']} connections per worker "
-            f"(TRACKWAY_LIMIT_CONCURRENCY={settings.limit_concurrency} does not fit the open-file "
-            "limit, ulimit -n); more are answered 503",
-            file=sys.stderr,
+        log.warning(
+            "at most %d connections per worker (TRACKWAY_LIMIT_CONCURRENCY=%d does not fit the "
+            "open-file limit, ulimit -n); more are answered 503",
+            options["limit_concurrency"],
+            settings.limit_concurrency,
         )
     signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
@@ -76,10 +87,95 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=settings.port,
         workers=args.workers,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_format, settings.log_level),
+        access_log=settings.access_log,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         **options,
     )
     return 0
+
+
+class DatabaseUnreachable(Exception):
+    """The database did not answer (within ``TRACKWAY_DB_WAIT_SECONDS`` for ``serve``)."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def database_problem(exc: BaseException, settings: Settings | None) -> str | None:
+    """One line for a database that refused the CLI's connection, or ``None`` if ``exc`` is another
+    error. Kinds and SQLSTATEs only: a driver's message may quote values (``logsafe.describe``)."""
+    from sqlalchemy.exc import DBAPIError
+
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 8:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    if not any(isinstance(e, DBAPIError | OSError) or is_unavailable(e) for e in chain):
+        return None
+    where = _redacted(settings.database_url) if settings is not None else "TRACKWAY_DATABASE_URL"
+    cause = describe(next((e for e in chain if isinstance(e, OSError | DBAPIError)), chain[-1]))
+    if settings is not None and settings.is_sqlite:
+        return (
+            f"cannot open the SQLite database {where} ({cause}): does its directory exist, and may "
+            "this user write there? (TRACKWAY_DATABASE_URL)"
+        )
+    if any(is_unavailable(e) for e in chain):
+        return f"cannot reach the database at {where} ({cause}): is it running? (TRACKWAY_DATABASE_URL)"
+    return f"the database at {where} refused the connection ({cause}); check TRACKWAY_DATABASE_URL"
+
+
+def check_sqlite_directory(settings: Settings) -> None:
+    """An SQLite file whose directory does not exist cannot be created: said before any driver
+    runs (aiosqlite's thread would print a traceback of its own once the loop is gone)."""
+    if not settings.is_sqlite:
+        return
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    path = make_url(settings.database_url).database
+    if path and path != ":memory:" and not Path(path).parent.is_dir():
+        raise DatabaseUnreachable(
+            f"cannot create the SQLite database {path}: its directory does not exist (TRACKWAY_DATABASE_URL)",
+            retryable=False,
+        )
+
+
+async def _ping(settings: Settings) -> None:
+    from sqlalchemy import text
+
+    engine = make_engine(settings)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    finally:
+        await engine.dispose()
+
+
+def wait_for_database(settings: Settings, log: logging.Logger) -> None:
+    """Until the database answers, for ``db_wait_seconds`` at most: in a compose stack PostgreSQL
+    and Trackway start together. One line when waiting starts; an error that waiting cannot
+    cure (a wrong password, no such database, an SQLite path that cannot be opened) at once."""
+    deadline = time.monotonic() + settings.db_wait_seconds
+    waiting = False
+    while True:
+        try:
+            asyncio.run(_ping(settings))
+            return
+        except Exception as exc:
+            problem = database_problem(exc, settings) or describe(exc)
+            retryable = is_unavailable(exc) and not settings.is_sqlite
+            if not retryable or time.monotonic() >= deadline:
+                raise DatabaseUnreachable(problem, retryable=retryable) from None
+            if not waiting:
+                waiting = True
+                log.warning(
+                    "%s; waiting up to %g s (TRACKWAY_DB_WAIT_SECONDS)", problem, settings.db_wait_seconds
+                )
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
@@ -254,14 +350,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configuration_errors(exc: ValidationError) -> list[str]:
+    """One line per variable: its name and what it expects (never its value: it may be a secret)."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"TRACKWAY_{name.upper()}: {message[:1].lower()}{message[1:]}")
+    return lines
+
+
+#: Exit statuses: a configuration error (and a usage error, as argparse's), a database that
+#: could not be reached.
+EXIT_CONFIGURATION = 2
+EXIT_UNAVAILABLE = 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
     try:
+        settings = Settings()
+        check_sqlite_directory(settings)
         return int(args.handler(args, settings))
+    except ValidationError as exc:
+        for line in configuration_errors(exc):
+            print(f"trackway: {line}", file=sys.stderr)
+        return EXIT_CONFIGURATION
     except TrackwayError as exc:
         print(f"trackway: {exc.detail}", file=sys.stderr)
         return 2
+    except DatabaseUnreachable as exc:
+        print(f"trackway: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE if exc.retryable else EXIT_CONFIGURATION
+    except Exception as exc:
+        problem = database_problem(exc, _settings_or_none())
+        if problem is None:
+            raise
+        print(f"trackway: {problem}", file=sys.stderr)
+        sqlite = "sqlite" in os.environ.get("TRACKWAY_DATABASE_URL", "sqlite")
+        return EXIT_UNAVAILABLE if is_unavailable(exc) and not sqlite else EXIT_CONFIGURATION
+
+
+def _settings_or_none() -> Settings | None:
+    try:
+        return Settings()
+    except ValidationError:
+        return None
 
 
 if __name__ == "__main__":

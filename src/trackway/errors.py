@@ -10,10 +10,15 @@ class TrackwayError(Exception):
 
     status_code = 500
     detail: Any = "Internal error."
+    #: Why, in a word, for the request log (``requestlog.py``): decided where the error is
+    #: raised; a raise site that knows more passes its own (``InvalidSource(reason="wrong_dialect")``).
+    reason = "internal_error"
 
-    def __init__(self, detail: Any = None) -> None:
+    def __init__(self, detail: Any = None, *, reason: str | None = None) -> None:
         if detail is not None:
             self.detail = detail
+        if reason is not None:
+            self.reason = reason
         super().__init__(str(self.detail))
 
     def body(self) -> dict[str, Any]:
@@ -28,6 +33,7 @@ class InvalidSource(TrackwayError):
 
     status_code = 401
     detail = "Access denied. Invalid source."
+    reason = "unknown_source"
 
 
 class Unauthorized(TrackwayError):
@@ -35,6 +41,7 @@ class Unauthorized(TrackwayError):
 
     status_code = 401
     detail = "Missing or invalid bearer token."
+    reason = "bad_token"
 
     def headers(self) -> dict[str, str] | None:
         return {"WWW-Authenticate": "Bearer"}
@@ -45,6 +52,7 @@ class BadSignature(TrackwayError):
 
     status_code = 403
     detail = "Invalid or missing signature."
+    reason = "bad_signature"
 
 
 class OriginNotAllowed(TrackwayError):
@@ -52,6 +60,7 @@ class OriginNotAllowed(TrackwayError):
 
     status_code = 403
     detail = "Origin not allowed for this source."
+    reason = "origin_not_allowed"
 
 
 class NotFound(TrackwayError):
@@ -59,6 +68,7 @@ class NotFound(TrackwayError):
 
     status_code = 404
     detail = "Not found."
+    reason = "not_found"
 
 
 class Conflict(TrackwayError):
@@ -66,6 +76,7 @@ class Conflict(TrackwayError):
 
     status_code = 409
     detail = "Already exists."
+    reason = "conflict"
 
 
 class RequestTimeout(TrackwayError):
@@ -74,6 +85,7 @@ class RequestTimeout(TrackwayError):
 
     status_code = 408
     detail = "The request body did not arrive in time."
+    reason = "body_timeout"
 
     def headers(self) -> dict[str, str] | None:
         # The unread rest of the body is still on the connection: it cannot serve another request.
@@ -88,6 +100,7 @@ class ClientClosedRequest(TrackwayError):
 
     status_code = 499
     detail = "Client closed the request."
+    reason = "client_closed"
 
 
 class PayloadTooLarge(TrackwayError):
@@ -95,12 +108,14 @@ class PayloadTooLarge(TrackwayError):
 
     status_code = 413
     detail = "Payload too large."
+    reason = "too_large"
 
 
 class ValidationFailed(TrackwayError):
     """Input that parsed but is wrong; ``detail`` is a list of ``{loc, msg, type}`` like pydantic's."""
 
     status_code = 422
+    reason = "invalid"
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         super().__init__(errors)
@@ -117,9 +132,10 @@ class StorageUnavailable(TrackwayError):
 
     status_code = 503
     detail = "Storage unavailable, retry later."
+    reason = "db_unavailable"
 
-    def __init__(self, detail: Any = None, retry_after: int = 1) -> None:
-        super().__init__(detail)
+    def __init__(self, detail: Any = None, retry_after: int = 1, *, reason: str | None = None) -> None:
+        super().__init__(detail, reason=reason)
         self.retry_after = retry_after
 
     def headers(self) -> dict[str, str] | None:

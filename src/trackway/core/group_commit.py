@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.core.batch import IngestBatch, IngestResult
 from trackway.core.group_write import GroupWrite
-from trackway.core.ingest import in_transaction, ingest_many, observe
+from trackway.core.ingest import in_transaction, ingest_many, noted, observe
 from trackway.core.uow import UnitOfWork
 from trackway.core.values import check_batch
 from trackway.errors import StorageUnavailable
@@ -89,7 +89,7 @@ class GroupCommitWriter:
         future: asyncio.Future[list[IngestResult]] = asyncio.get_running_loop().create_future()
         self._queue.append((batches, future))
         self._wakeup.set()
-        return await future
+        return noted(await future)
 
     async def submit(self, batch: IngestBatch) -> IngestResult:
         """``write`` for a request of one batch."""

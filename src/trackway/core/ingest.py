@@ -11,6 +11,7 @@ from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from trackway import requestlog
 from trackway.core.batch import IngestBatch, IngestResult
 from trackway.core.group_write import GroupWrite, LostRace
 from trackway.core.uow import UnitOfWork
@@ -50,7 +51,7 @@ class DirectWriter:
     async def write(self, batches: list[IngestBatch]) -> list[IngestResult]:
         if not batches:
             return []
-        return await ingest_many(batches, self._uow)
+        return noted(await ingest_many(batches, self._uow))
 
     async def close(self) -> None:
         """Nothing is queued: every write ran in its caller."""
@@ -77,6 +78,15 @@ async def ingest_many(batches: list[IngestBatch], uow: UnitOfWork) -> list[Inges
     started = time.perf_counter()
     results = await in_transaction(uow, lambda db: GroupWrite(db, uow.dialect, batches).run())
     observe(uow, batches, results, time.perf_counter() - started)
+    return results
+
+
+def noted(results: list[IngestResult]) -> list[IngestResult]:
+    """Tell the request log what the request's committed batches stored (in the request's task)."""
+    if requestlog.current() is not None:
+        requestlog.note_stored(
+            sum(len(r.stored_event_ids) for r in results), sum(len(r.duplicate_event_ids) for r in results)
+        )
     return results
 
 

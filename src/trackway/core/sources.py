@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from trackway import requestlog
 from trackway.core.uow import UnitOfWork
 from trackway.db.models import sources
 from trackway.errors import Conflict, InvalidSource, NotFound, OriginNotAllowed, ValidationFailed
@@ -226,10 +227,15 @@ class SourceDirectory:
         refused before any lookup: it names no source, and the database need not see it.
         """
         if type(source_id) is not str or not SOURCE_ID_RE.fullmatch(source_id):
-            raise InvalidSource()
+            raise InvalidSource(reason="bad_source_id")
+        requestlog.note_source(source_id, dialect)  # safe to log: the pattern above holds no data
         info = await self.get(source_id)
-        if info is None or not info.enabled or info.dialect != dialect:
+        if info is None:
             raise InvalidSource()
+        if info.dialect != dialect:
+            raise InvalidSource(reason="wrong_dialect")
+        if not info.enabled:
+            raise InvalidSource(reason="disabled_source")
         if not info.allows_origin(origin):
             raise OriginNotAllowed()
         return info
