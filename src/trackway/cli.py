@@ -227,6 +227,8 @@ def _sources(args: argparse.Namespace, settings: Settings) -> int:
                 signed_only=args.signed_only,
                 allowed_origins=args.origin or [],
                 cart_abandon_after=args.cart_abandon_after,
+                rate_limit_per_second=args.rate_limit,
+                rate_limit_burst=args.rate_burst,
             )
 
         info = asyncio.run(_with_uow(settings, action))
@@ -252,6 +254,12 @@ def _sources(args: argparse.Namespace, settings: Settings) -> int:
             changes["allowed_origins"] = args.origin
         if args.cart_abandon_after is not None:
             changes["cart_abandon_after"] = args.cart_abandon_after
+        if args.no_rate_limit:
+            changes["rate_limit_per_second"] = None
+        elif args.rate_limit is not None:
+            changes["rate_limit_per_second"] = args.rate_limit
+        if args.rate_burst is not None:
+            changes["rate_limit_burst"] = args.rate_burst
 
         async def update(uow: SqlUnitOfWork) -> Any:
             return await source_service.update_source(uow, args.source_id, changes)
@@ -286,6 +294,18 @@ def _carts(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _rate_limit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        metavar="PER_SECOND",
+        help="requests per second each server process accepts for the source (default: no limit)",
+    )
+    parser.add_argument(
+        "--rate-burst", type=int, metavar="N", help="requests at once above the rate (default: one second's)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trackway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -317,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a cart with items and no cart activity this long is abandoned (default 3600)",
     )
+    _rate_limit_options(create)
     source_commands.add_parser("list", help="print every source as JSON (secrets as has_secret)")
     update = source_commands.add_parser("update", help="change a source and print it as JSON")
     update.add_argument("source_id")
@@ -336,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument(
         "--cart-abandon-after", type=int, metavar="SECONDS", help="seconds after which a cart is abandoned"
     )
+    _rate_limit_options(update)
+    update.add_argument("--no-rate-limit", action="store_true", help="lift the source's rate limit")
 
     carts = commands.add_parser("carts", help="cart outcomes (abandoned, canceled, purchased)")
     carts.set_defaults(handler=_carts)

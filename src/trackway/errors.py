@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -109,6 +110,24 @@ class PayloadTooLarge(TrackwayError):
     status_code = 413
     detail = "Payload too large."
     reason = "too_large"
+
+
+class RateLimited(TrackwayError):
+    """The source sent more requests than its ``rate_limit_per_second`` (and burst) allow."""
+
+    status_code = 429
+    reason = "rate_limited"
+
+    def __init__(self, *, rate: float, burst: int, retry_after: float) -> None:
+        #: Whole seconds, as ``Retry-After`` takes them; at least one.
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(
+            f"Rate limit of {rate:g} requests per second (burst {burst}) exceeded for this source; "
+            f"retry after {self.retry_after} s."
+        )
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class ValidationFailed(TrackwayError):
