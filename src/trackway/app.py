@@ -16,6 +16,7 @@ from trackway.api import analytics, demo, health, openapi, people, profiles, seg
 from trackway.api import errors as api_errors
 from trackway.api import metrics as metrics_api
 from trackway.api import sources as sources_api
+from trackway.core.bots import BotPolicy
 from trackway.core.cart_outcomes import OutcomeJob
 from trackway.core.group_commit import GroupCommitWriter
 from trackway.core.ingest import DirectWriter, Writer
@@ -58,17 +59,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.metrics:
             uow.observer = app.state.metrics
         writer: Writer
+        # Bots flagged or dropped for every dialect, before any batch is queued (core/bots.py).
+        bots = BotPolicy(settings.bots, app.state.metrics)
         if settings.group_commit:
             group_writer = GroupCommitWriter(
                 uow,
                 window=settings.group_commit_window_ms / 1000,
                 max_batches=settings.group_commit_max_batches,
                 in_flight=settings.group_commit_in_flight,
+                bots=bots,
             )
             group_writer.start()
             writer = group_writer
         else:
-            writer = DirectWriter(uow)
+            writer = DirectWriter(uow, bots)
         app.state.services = AppServices(
             settings=settings,
             engine=engine,

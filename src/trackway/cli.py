@@ -8,10 +8,13 @@ import logging
 import logging.config
 import os
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -80,6 +83,38 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             settings.limit_concurrency,
         )
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    metrics_dir = _multiprocess_metrics(args.workers)
+    try:
+        _run_uvicorn(uvicorn, settings, args, options)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _multiprocess_metrics(workers: int) -> str | None:
+    """With several workers, a fresh ``PROMETHEUS_MULTIPROC_DIR`` for prometheus-client's
+    multiprocess mode (``metrics.py``): the workers inherit it, and ``/metrics`` adds up all of
+    them. Returns the directory to remove at exit (``None``: none was made here). A directory
+    the operator set is used, emptied of an earlier run's files first, as prometheus-client asks.
+    """
+    from trackway.metrics import MULTIPROC_DIR, multiprocess_dir
+
+    given = multiprocess_dir()
+    if given is not None:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return None
+    if workers <= 1:
+        return None
+    made = tempfile.mkdtemp(prefix="trackway-metrics-")
+    os.environ[MULTIPROC_DIR] = made
+    return made
+
+
+def _run_uvicorn(uvicorn: Any, settings: Settings, args: argparse.Namespace, options: dict[str, Any]) -> None:
+    from trackway import requestlog
+
     uvicorn.run(
         "trackway.app:create_app",
         factory=True,
@@ -87,12 +122,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=settings.port,
         workers=args.workers,
         log_level=settings.log_level,
-        log_config=log_config(settings.log_format, settings.log_level),
+        log_config=requestlog.log_config(settings.log_format, settings.log_level),
         access_log=settings.access_log,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         **options,
     )
-    return 0
 
 
 class DatabaseUnreachable(Exception):
@@ -132,7 +166,6 @@ def check_sqlite_directory(settings: Settings) -> None:
     runs (aiosqlite's thread would print a traceback of its own once the loop is gone)."""
     if not settings.is_sqlite:
         return
-    from pathlib import Path
 
     from sqlalchemy.engine import make_url
 
@@ -199,13 +232,24 @@ async def _with_uow(settings: Settings, action: Any) -> Any:
 
 
 def _print_snippet(source_id: str, settings: Settings) -> None:
-    """The page snippet for a new tracardi source, on stderr: stdout stays pure JSON for scripts."""
+    """The page snippet for a new tracardi source, on stderr: stdout stays pure JSON for scripts.
+
+    Its address is ``TRACKWAY_PUBLIC_URL`` (what browsers reach, behind a proxy or a domain);
+    unset, the listen address, which browsers elsewhere may not reach: the text says so.
+    """
     from trackway.dialects import tracker_script
 
-    api_url = tracker_script.base_url(settings.host, settings.port)
+    if settings.public_url:
+        api_url = settings.public_url
+        where = f"browsers reach Trackway at {api_url} (TRACKWAY_PUBLIC_URL)"
+    else:
+        api_url = tracker_script.base_url(settings.host, settings.port)
+        where = (
+            f"if browsers reach Trackway at another address than {api_url} (the TRACKWAY_HOST/"
+            "TRACKWAY_PORT it listens on),\nset TRACKWAY_PUBLIC_URL to it, or change it in the snippet"
+        )
     print(
-        "trackway: paste this snippet into your pages' <head>; if browsers reach Trackway at another\n"
-        f"address than {api_url} (the TRACKWAY_HOST/TRACKWAY_PORT it listens on), change it there:\n\n"
+        f"trackway: paste this snippet into your pages' <head>; {where}:\n\n"
         f"{tracker_script.snippet(api_url=api_url, source_id=source_id)}\n\n"
         'Then track events from later scripts: window.tracker.track("purchase-order", {"price": 13.45})\n'
         f"Demo page (with TRACKWAY_DEMO=true): {api_url}/demo?source={source_id}",

@@ -133,8 +133,16 @@ class RequestLogMiddleware:
         ip = client[0] if client else None
         if ip and self.mask_ip:
             ip = mask_ip(ip)
-        log.info(
+        # makeRecord and handle, not info(): info() looks up its caller's frame, a third of a
+        # record's cost, for a line that never prints it.
+        record = log.makeRecord(
+            log.name,
+            logging.INFO,
+            __file__,
+            0,
             "request",
+            None,
+            None,
             extra={
                 "request": {
                     "method": scope["method"],
@@ -150,6 +158,7 @@ class RequestLogMiddleware:
                 }
             },
         )
+        log.handle(record)
 
 
 def _content_type(scope: Scope) -> str:
@@ -164,15 +173,32 @@ def _content_type(scope: Scope) -> str:
 # --- formats -----------------------------------------------------------------------------------
 
 
+_second: list[Any] = [None, ""]
+
+
 def _iso(created: float) -> str:
+    """``2026-12-02T10:04:11.532Z``; the part up to the second is formatted once a second."""
     seconds = int(created)
-    millis = int((created - seconds) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    if _second[0] != seconds:
+        _second[0], _second[1] = seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{_second[1]}.{int((created - seconds) * 1000):03d}Z"
+
+
+def _lean_records() -> None:
+    """The formats below print no thread or process names: records need not look them up
+    (``logging``'s documented switches; set where ``trackway serve`` installs these formats)."""
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 class JsonFormatter(logging.Formatter):
     """Every record as one JSON object on one line: ``time``, ``level``, ``logger``, ``msg``,
     a request line's fields, and an exception's (redacted, ``logsafe.py``) traceback as ``exc``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _lean_records()
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {"time": _iso(record.created), "level": record.levelname.lower()}
@@ -189,6 +215,10 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     """``time LEVEL logger: message``, a request line's fields as ``key=value``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _lean_records()
 
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "request", None)

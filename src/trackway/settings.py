@@ -145,6 +145,17 @@ class Settings(BaseSettings):
         description="Seconds between the passes of the cart outcome job, which abandons carts "
         "due (every process runs it; the work is claimed in the database); 0 disables it here.",
     )
+    bots: Literal["flag", "drop"] = Field(
+        "flag",
+        description="Requests from crawlers, headless browsers, monitors and bare HTTP clients: "
+        'stored with "bot": true and left out of metrics, funnels and segments unless asked '
+        "(flag), or answered 2xx and not stored (drop).",
+    )
+    public_url: str | None = Field(
+        None,
+        description="The address browsers reach Trackway at (https://track.example.com), for the "
+        "snippet the CLI prints; unset, the listen address (a wildcard host as localhost).",
+    )
     demo: bool = Field(False, description="Serve the demo page at /demo.")
     metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics (no auth); off: 404.")
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
@@ -169,7 +180,25 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         return database_url(value)
 
-    @field_validator("log_level", "log_format", mode="before")
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018 - a port that is not a number raises here
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected the address browsers use, http(s)://HOST[:PORT][/PATH]")
+        if parts.query or parts.fragment:
+            raise ValueError("expected no query string or fragment: http(s)://HOST[:PORT][/PATH]")
+        return value.strip().rstrip("/")
+
+    @field_validator("log_level", "log_format", "bots", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

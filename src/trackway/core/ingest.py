@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway import requestlog
 from trackway.core.batch import IngestBatch, IngestResult
+from trackway.core.bots import BotPolicy
 from trackway.core.group_write import GroupWrite, LostRace
 from trackway.core.uow import UnitOfWork
 from trackway.core.values import check_batch
@@ -45,12 +46,15 @@ class Writer(Protocol):
 class DirectWriter:
     """One transaction per request (``TRACKWAY_GROUP_COMMIT=false``)."""
 
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: UnitOfWork, bots: BotPolicy | None = None) -> None:
         self._uow = uow
+        self._bots = bots or BotPolicy()
 
     async def write(self, batches: list[IngestBatch]) -> list[IngestResult]:
         if not batches:
             return []
+        if (answer := self._bots.admit(batches)) is not None:
+            return answer
         return noted(await ingest_many(batches, self._uow))
 
     async def close(self) -> None:
