@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.e2e.test_server import BIN, free_port
+from tests.faults.harness import BIN, free_port
 
 pytestmark = pytest.mark.e2e
 EMAIL = "log.reader@example.com"

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_server import BIN, free_port
+from tests.faults.harness import BIN, free_port
 from tests.helpers import tracker_payload
 
 pytestmark = pytest.mark.e2e
