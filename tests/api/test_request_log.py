@@ -183,3 +183,19 @@ def test_the_text_format_is_one_line_of_fields() -> None:
     text = TextFormatter().format(record)
     assert "\n" not in text
     assert text.endswith("trackway.request: method=GET path=/set status=401 reason=unknown_source ip=-")
+
+
+def test_uvicorns_access_log_masks_the_client_when_asked(caplog: pytest.LogCaptureFixture) -> None:
+    """``TRACKWAY_ACCESS_LOG=true`` with ``TRACKWAY_MASK_IP``: the address as it is stored, no port."""
+    from trackway import logsafe
+
+    caplog.set_level(logging.INFO, logger="uvicorn.access")
+    try:
+        logsafe.install(mask_ip=True)
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d', f"{CLIENT_IP}:40000", "GET", f"/set?id={EMAIL}", "1.1", 200
+        )
+    finally:
+        logsafe.install(mask_ip=False)
+    (record,) = [r for r in caplog.records if r.name == "uvicorn.access"]
+    assert record.getMessage() == '198.51.100.0 - "GET /set?[query redacted] HTTP/1.1" 200'
