@@ -31,6 +31,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    false,
     func,
     literal,
     literal_column,
@@ -184,6 +185,12 @@ def _property_equals(name: str, value: Any, dialect: str) -> ColumnElement[bool]
     return and_(kind == "text", extracted == value)
 
 
+def not_bot(table: Any = events) -> ColumnElement[bool]:
+    """An event no bot sent (``core/bots.py`` flags them): the ``bot`` column, which
+    ``ix_events_type_time`` holds, so the question is answered from the index."""
+    return table.c.bot == false()  # type: ignore[no-any-return]
+
+
 def _typed_events(
     event_type: str,
     win: Window,
@@ -191,6 +198,7 @@ def _typed_events(
     source: str | None,
     where: list[tuple[str, Any]] | None = None,
     dialect: str,
+    include_bots: bool = False,
 ) -> list[ColumnElement[bool]]:
     conditions = [
         events.c.type == event_type,
@@ -200,6 +208,8 @@ def _typed_events(
     ]
     if source is not None:
         conditions.append(events.c.source_id == source)
+    if not include_bots:
+        conditions.append(not_bot())
     for name, value in where or ():
         conditions.append(_property_equals(name, value, dialect))
     return conditions
@@ -241,6 +251,8 @@ class MetricSpec:
     repeatable: bool = False
     per: str = "times"
     source: str | None = None
+    #: Count bots' events too (``core/bots.py``); by default they are left out.
+    include_bots: bool = False
 
 
 def _num(value: Any) -> float | None:
@@ -274,7 +286,14 @@ async def _metric_values(
     db: AsyncConnection, spec: MetricSpec, win: Window, dialect: str
 ) -> tuple[dict[date, Any], Any, int]:
     """The value of each day that has one, the value over the whole range, the people."""
-    conditions = _typed_events(spec.event, win, source=spec.source, where=list(spec.where), dialect=dialect)
+    conditions = _typed_events(
+        spec.event,
+        win,
+        source=spec.source,
+        where=list(spec.where),
+        dialect=dialect,
+        include_bots=spec.include_bots,
+    )
     value = _property_number(spec.property, dialect) if spec.property else cast(null(), Numeric)
     # The matching events with their local day, in a subquery: PostgreSQL would not see the
     # day expression of a GROUP BY as the selected one (each has parameters of its own).
@@ -413,6 +432,8 @@ async def _sequence(
     ]
     if spec.source is not None:
         on.append(later.c.source_id == spec.source)
+    if not spec.include_bots:
+        on.append(not_bot(later))
     day = starts.c.day if by_day else literal_column("0").label("day")
     paired = (
         select(day, starts.c.start, func.min(later.c.time).label("end"))
@@ -432,14 +453,14 @@ async def _sequence(
 # ------------------------------------------------------------------------------------ funnels
 
 
-def _funnel_chain(steps: list[str], win: Window, source: str | None) -> list[Any]:
+def _funnel_chain(steps: list[str], win: Window, source: str | None, include_bots: bool = False) -> list[Any]:
     """One CTE per step: each person who reached it, the time they did, and the previous step's.
 
     Step 1 is the person's first event of its type in the range; step k is the first event
     of its type after the time of step k-1 (loose order: anything may happen in between).
     """
     chain: list[Any] = []
-    first_conditions = _typed_events(steps[0], win, source=source, dialect="")
+    first_conditions = _typed_events(steps[0], win, source=source, dialect="", include_bots=include_bots)
     first = (
         select(
             events.c.profile_id.label("profile_id"),
@@ -469,6 +490,8 @@ def _funnel_chain(steps: list[str], win: Window, source: str | None) -> list[Any
         ]
         if source is not None:
             on.append(events.c.source_id == source)
+        if not include_bots:
+            on.append(not_bot())
         step = (
             select(
                 previous.c.profile_id,
@@ -484,11 +507,17 @@ def _funnel_chain(steps: list[str], win: Window, source: str | None) -> list[Any
 
 
 async def funnel(
-    db: AsyncConnection, steps: list[str], win: Window, dialect: str, *, source: str | None
+    db: AsyncConnection,
+    steps: list[str],
+    win: Window,
+    dialect: str,
+    *,
+    source: str | None,
+    include_bots: bool = False,
 ) -> list[dict[str, Any]]:
     """Each step: the people who reached it, conversions, the median time from the previous step."""
     await analytic_session(db)
-    chain = _funnel_chain(steps, win, source)
+    chain = _funnel_chain(steps, win, source, include_bots)
     reached = union_all(
         *(
             select(literal_column(str(k)).label("step"), cte.c.prev, cte.c.at)
@@ -559,10 +588,11 @@ async def funnel_people(
     source: str | None,
     limit: int,
     after: str | None,
+    include_bots: bool = False,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of the people who reached ``step`` (from 1), by profile id, and the next cursor."""
     await analytic_session(db)
-    chain = _funnel_chain(steps[:step], win, source)
+    chain = _funnel_chain(steps[:step], win, source, include_bots)
     reached = chain[-1]
     last_event = (
         select(func.max(events.c.time)).where(events.c.profile_id == reached.c.profile_id).scalar_subquery()

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -44,6 +45,10 @@ class Source(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     #: Seconds without cart activity after which a cart with items is abandoned (migration 0009).
     cart_abandon_after: Mapped[int] = mapped_column(Integer, server_default=text("3600"))
+    #: Requests per second each Trackway process accepts for the source (``NULL``: no limit;
+    #: migration 0013), and how many may come at once above that rate.
+    rate_limit_per_second: Mapped[float | None] = mapped_column(Float)
+    rate_limit_burst: Mapped[int | None] = mapped_column(Integer)
 
 
 class Profile(Base):

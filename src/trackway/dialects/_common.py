@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -10,6 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from trackway.clientip import mask_ip
 from trackway.core.batch import RequestMeta
 from trackway.core.values import string_problem
 from trackway.errors import PayloadTooLarge, ValidationFailed
@@ -66,16 +66,6 @@ def pydantic_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) ->
             msg = "The body must be a JSON object."
         errors.append({"loc": loc, "msg": msg, "type": error["type"]})
     return errors
-
-
-def mask_ip(ip: str) -> str:
-    """IPv4 to its /24, IPv6 to its /48: enough for geography, not enough to name a household."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
 
 
 def request_meta(request: Request, *, masked: bool) -> RequestMeta:
