@@ -498,3 +498,12 @@ async def test_campaign_and_page_are_the_visits_attribution(client, uow, segment
     assert session["context"]["landing_page"] == "https://shop.example/?utm_source=x"
     assert session["context"]["page_referrer"] == "https://search.example/"
     assert session["context"]["utm"] == {"utm_source": "news", "utm_medium": "email", "utm_campaign": "dec"}
+
+
+async def test_rudderstack_identify_traits_in_context(client, uow, segment_source) -> None:
+    """RudderStack's SDKs put an identify's traits in ``context.traits`` only."""
+    traits = {"email": "rs@example.com", "plan": "free"}
+    await batch(client, [call("identify", userId="rs", context={"traits": traits})])
+    rs = await person(client, "user_id:rs")
+    assert rs["traits"] == traits
+    assert (await person(client, "email:rs@example.com"))["id"] == rs["id"]

@@ -476,11 +476,15 @@ def to_batch(
     if call.user_id is not None:
         identities.append(user_ref(source.id, call.user_id))
     if call.type == "identify":
+        # RudderStack's SDKs send an identify's traits in ``context.traits`` only.
+        sent = call.traits
+        if isinstance(context.get("traits"), dict):
+            sent = {**context["traits"], **sent}
         traits = TraitsPatch(
-            set={k: v for k, v in call.traits.items() if v is not None},
-            remove=[k for k, v in call.traits.items() if v is None],
+            set={k: v for k, v in sent.items() if v is not None},
+            remove=[k for k, v in sent.items() if v is None],
         )
-        email = valid_email(call.traits.get("email"))
+        email = valid_email(sent.get("email"))
         if email is not None:
             identities.append(IdentityRef("email_sha256", email_sha256(email)))
     if call.anonymous_id is not None:
