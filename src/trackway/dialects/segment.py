@@ -37,7 +37,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pydantic_core
-from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
@@ -54,7 +53,7 @@ from trackway.core.batch import (
 )
 from trackway.core.identity import email_sha256
 from trackway.core.values import string_problem, time_problem, value_problem
-from trackway.dialects._common import deep_merge, mask_ip, read_body, url_parameters
+from trackway.dialects._common import deep_merge, email_address, mask_ip, read_body, url_parameters
 from trackway.errors import TrackwayError
 from trackway.responses import json_response
 from trackway.services import services_of
@@ -390,17 +389,6 @@ def anonymous_ref(source_id: str, anonymous_id: str) -> IdentityRef:
     return IdentityRef("anonymous_id", anonymous_id, scope=source_id, strong=False)
 
 
-def valid_email(value: Any) -> str | None:
-    """An address worth an identity: typed junk (``"n/a"``) must not join everyone who typed it."""
-    if not isinstance(value, str):
-        return None
-    try:
-        validate_email(value.strip(), check_deliverability=False)
-    except EmailNotValidError:
-        return None
-    return value
-
-
 def session_context(context: dict[str, Any]) -> dict[str, Any]:
     """What a visit keeps: landing page, page referrer, UTM (``context.campaign`` or the page URL)."""
     page = context.get("page") if isinstance(context.get("page"), dict) else {}
@@ -484,7 +472,7 @@ def to_batch(
             set={k: v for k, v in sent.items() if v is not None},
             remove=[k for k, v in sent.items() if v is None],
         )
-        email = valid_email(sent.get("email"))
+        email = email_address(sent.get("email"))
         if email is not None:
             identities.append(IdentityRef("email_sha256", email_sha256(email)))
     if call.anonymous_id is not None:
