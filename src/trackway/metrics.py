@@ -35,7 +35,7 @@ _TRACKTOR_PATHS: Final = frozenset({"/set", "/alias"})
 #: The Segment dialect's paths: its HTTP API, and analytics.js' short ones.
 _SEGMENT_PATHS: Final = frozenset(
     {f"/v1/{name}" for name in ("track", "identify", "page", "screen", "group", "alias", "batch")}
-    | {f"/{letter}" for letter in "tipsgab"}
+    | {f"{prefix}/{letter}" for prefix in ("", "/v1") for letter in "tipsgab"}
 )
 
 

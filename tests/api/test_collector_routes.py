@@ -23,7 +23,7 @@ COLLECTOR_OPERATIONS = {
         (path, "post")
         for path in (
             *(f"/v1/{name}" for name in ("track", "identify", "page", "screen", "group", "alias", "batch")),
-            *(f"/{letter}" for letter in "tipsgab"),
+            *(f"{prefix}/{letter}" for prefix in ("", "/v1") for letter in "tipsgab"),
         )
     ),
 }

@@ -579,14 +579,17 @@ router = APIRouter(tags=["segment"])
 ROUTES: tuple[tuple[str, str | None], ...] = (
     *((f"/v1/{type_}", type_) for type_ in CALL_TYPES),
     ("/v1/batch", None),
-    *((f"/{letter}", type_) for letter, type_ in SHORT_PATHS.items()),
+    # analytics.js posts to ``{protocol}://{apiHost}/{letter}``; its default apiHost is
+    # ``api.segment.io/v1``, so a host configured with or without ``/v1`` must both work.
+    *((f"{prefix}/{letter}", type_) for prefix in ("", "/v1") for letter, type_ in SHORT_PATHS.items()),
     ("/b", None),
+    ("/v1/b", None),
 )
 for _path, _type in ROUTES:
     router.add_api_route(
         _path,
         _endpoint(_type),
         methods=["POST"],
-        summary=f"Segment {_type or 'batch'} ({'analytics.js' if len(_path) == 2 else 'HTTP API'})",
+        summary=f"Segment {_type or 'batch'} ({'analytics.js' if len(_path) in (2, 5) else 'HTTP API'})",
         operation_id=f"segment_{_path.strip('/').replace('/', '_')}",
     )
