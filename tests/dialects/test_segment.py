@@ -507,3 +507,31 @@ async def test_rudderstack_identify_traits_in_context(client, uow, segment_sourc
     rs = await person(client, "user_id:rs")
     assert rs["traits"] == traits
     assert (await person(client, "email:rs@example.com"))["id"] == rs["id"]
+
+
+async def test_a_persons_calls_are_written_together_in_order(client, uow, segment_source) -> None:
+    """Calls of one person in one batch land as they would one by one: same events, same order,
+    one visit; an identify between them still applies between them."""
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    calls = []
+    for n in range(3):
+        for user in ("a", "b"):
+            stamp = (at + timedelta(seconds=n)).isoformat()
+            calls.append(call("track", userId=user, event=f"{user}{n}", timestamp=stamp))
+    calls.insert(3, call("identify", userId="a", anonymousId="dev-a", traits={"plan": "x"}))
+    calls.append(
+        call(
+            "track", anonymousId="dev-a", event="a-device", timestamp=(at + timedelta(seconds=9)).isoformat()
+        )
+    )
+    assert (await batch(client, calls)).status_code == 200
+    a = await person(client, "user_id:a")
+    stored = await events_of(client, a["id"])
+    assert [e["type"] for e in stored] == ["a0", "a1", "a2", "a-device"]
+    assert len({e["session_id"] for e in stored}) == 2  # the user's visit, the device's
+    assert a["traits"] == {"plan": "x"}
+    assert [e["type"] for e in await events_of(client, (await person(client, "user_id:b"))["id"])] == [
+        "b0",
+        "b1",
+        "b2",
+    ]

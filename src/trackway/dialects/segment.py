@@ -500,6 +500,32 @@ def to_batch(
     )
 
 
+def coalesce(batches: list[IngestBatch]) -> list[IngestBatch]:
+    """A person's event calls in one request as one ``IngestBatch`` with their events, in order.
+
+    A server SDK flushes up to 100 calls at a time, a few per person: resolving the person
+    once per call would cost the write path as many batches. Only calls that store an event
+    and change nothing else (``track``, ``page``, ``screen``, ``group``) and name the same ids,
+    visit and client are joined; an ``identify`` or ``alias`` in between closes every open
+    one, so no event moves across a change of who someone is.
+    """
+    out: list[IngestBatch] = []
+    open_: dict[tuple[Any, ...], IngestBatch] = {}
+    for batch in batches:
+        if not batch.events or batch.traits or batch.merges or batch.email_trait:
+            open_.clear()
+            out.append(batch)
+            continue
+        key = (tuple(batch.identities), batch.visit_key, batch.meta.user_agent, batch.meta.ip)
+        joined = open_.get(key)
+        if joined is not None:
+            joined.events.extend(batch.events)
+            continue
+        open_[key] = batch
+        out.append(batch)
+    return out
+
+
 # --- the routes -------------------------------------------------------------------------------
 
 
@@ -562,7 +588,7 @@ async def _ingest(request: Request, type_: str | None) -> Response:
         for call in calls
         if call is not None
     ]
-    await services.writer.write(batches)
+    await services.writer.write(coalesce(batches))
     return json_response({"success": True})
 
 
