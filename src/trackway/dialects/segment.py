@@ -434,7 +434,8 @@ def to_batch(
     masked: bool,
 ) -> IngestBatch:
     """One call, one ``IngestBatch``: each call of a batch may name another person."""
-    context = deep_merge(envelope.get("context") or {}, call.context)
+    # A copy: deep_merge may hand back the envelope's own context, which every call shares.
+    context = dict(deep_merge(envelope.get("context") or {}, call.context))
     client_ip = context.get("ip")
     if masked and isinstance(client_ip, str):
         context = {**context, "ip": mask_ip(client_ip)}
