@@ -541,12 +541,14 @@ async def test_the_envelopes_context_applies_to_every_call_under_its_own(client,
     calls = [
         call("track", userId="e", event="One"),
         call("track", userId="e", event="Two", context={"library": {"name": "mine"}}),
+        call("track", userId="e", event="Three"),
     ]
     envelope = {"context": {"library": {"name": "sdk", "version": "1"}, "app": "x"}}
     assert (await batch(client, calls, **envelope)).status_code == 200
-    one, two = await events_of(client, (await person(client, "user_id:e"))["id"])
+    one, two, three = await events_of(client, (await person(client, "user_id:e"))["id"])
     assert one["context"]["library"] == {"name": "sdk", "version": "1"}
     assert two["context"]["library"] == {"name": "mine", "version": "1"}
     assert one["context"]["app"] == two["context"]["app"] == "x"
     assert one["context"]["segment"]["messageId"] == calls[0]["messageId"]
     assert two["context"]["segment"]["messageId"] == calls[1]["messageId"]
+    assert three["context"]["segment"]["messageId"] == calls[2]["messageId"]
