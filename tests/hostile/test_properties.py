@@ -268,6 +268,22 @@ tracardi_payloads = st.fixed_dictionaries(
         "context": contexts,
         "properties": odd(objects),
         "options": odd(objects),
+        # Trackway's extension: tracker.identify(userId, traits).
+        "identify": odd(
+            st.fixed_dictionaries(
+                {"userId": odd(keys)},
+                optional={
+                    "traits": odd(
+                        st.one_of(
+                            objects,
+                            st.fixed_dictionaries(
+                                {"email": odd(st.sampled_from(["u@example.com", "x", None]))}
+                            ),
+                        )
+                    )
+                },
+            )
+        ),
     },
 )
 
