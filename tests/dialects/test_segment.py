@@ -321,7 +321,25 @@ async def test_group_calls_are_memberships_usable_in_segments(client, uow, segme
         "where": [{"property": "traits.industry", "op": "eq", "value": "Chemicals"}],
     }
     response = await client.post("/api/segments/preview", json={"condition": condition}, headers=ADMIN)
-    assert [item["id"] for item in response.json()["items"]] == [(await person(client, "user_id:bob"))["id"]]
+    bob = await person(client, "user_id:bob")
+    assert [item["id"] for item in response.json()["items"]] == [bob["id"]]
+    # The group leaf says the same in short, in a saved segment too; and its negation.
+    created = await client.post(
+        "/api/segments", json={"name": "Acme", "condition": {"group": "acme"}}, headers=ADMIN
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["condition"] == {"group": "acme"}
+    members = await client.get(f"/api/segments/{created.json()['id']}/people", headers=ADMIN)
+    assert [item["id"] for item in members.json()["items"]] == [ann["id"]]
+    assert {"id": created.json()["id"], "name": "Acme"} in (await person(client, "user_id:ann"))["segments"]
+    response = await client.post(
+        "/api/segments/preview", json={"condition": {"not": {"group": "acme"}}}, headers=ADMIN
+    )
+    assert [item["id"] for item in response.json()["items"]] == [bob["id"]]
+    for bad in ({"group": ""}, {"group": 5}, {"group": "a", "x": 1}):
+        response = await client.post("/api/segments/preview", json={"condition": bad}, headers=ADMIN)
+        assert response.status_code == 422, bad
+        assert response.json()["detail"][0]["loc"][:2] == ["body", "condition"]
 
 
 # --- dedup and time ---------------------------------------------------------------------------
