@@ -11,6 +11,7 @@ store nothing twice. What landed is read back through the read API.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,12 +20,18 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_server import free_port, server  # noqa: F401  (the fixture)
+from tests.e2e.test_server import server  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.e2e
 ADMIN = {"Authorization": "Bearer e2e-token"}
 KEY = "sdk-write-key"
 FORWARDED = ("content-type", "content-encoding", "authorization", "user-agent", "x-retry-count")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class Proxy:
