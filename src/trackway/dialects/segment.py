@@ -612,10 +612,14 @@ ROUTES: tuple[tuple[str, str | None], ...] = (
     ("/b", None),
     ("/v1/b", None),
 )
+#: The route functions, for the quarantine to tell a Segment request (``dialects/quarantine.py``).
+ENDPOINTS: set[Callable[[Request], Awaitable[Response]]] = set()
 for _path, _type in ROUTES:
+    _route_endpoint = _endpoint(_type)
+    ENDPOINTS.add(_route_endpoint)
     router.add_api_route(
         _path,
-        _endpoint(_type),
+        _route_endpoint,
         methods=["POST"],
         summary=f"Segment {_type or 'batch'} ({'analytics.js' if len(_path) in (2, 5) else 'HTTP API'})",
         operation_id=f"segment_{_path.strip('/').replace('/', '_')}",
