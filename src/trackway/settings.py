@@ -101,6 +101,10 @@ class Settings(BaseSettings):
         "due (every process runs it; the work is claimed in the database); 0 disables it here.",
     )
     demo: bool = Field(False, description="Serve the demo page at /demo.")
+    console: bool = Field(True, description="Serve the operator's console at /console.")
+    console_session_hours: float = Field(
+        12, gt=0, le=24 * 30, description="How long a console sign-in lasts before it asks again."
+    )
     metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics (no auth); off: 404.")
     log_level: str = Field("info", description="uvicorn log level.")
     opentelemetry: bool = Field(

@@ -252,6 +252,7 @@ _API_ERRORS: Final[dict[tuple[str, str], tuple[int, ...]]] = {
     ("/api/funnels/{funnel_id}", "get"): (401, 404, 503),
     ("/api/funnels/{funnel_id}", "delete"): (401, 404, 503),
     ("/api/funnels/{funnel_id}/people", "get"): (401, 404, 503),
+    ("/api/overview", "get"): (401, 503),
     ("/readyz", "get"): (503,),
 }
 
