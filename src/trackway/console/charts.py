@@ -23,18 +23,23 @@ TOP: Final = 10
 
 
 def _nice_max(value: float) -> float:
-    """The smallest 1, 2 or 5 times a power of ten at or above ``value`` (an axis' top)."""
+    """The axis' top: four equal steps of 1, 2 or 5 times a power of ten (whole numbers when
+    the values are counts), at or above ``value``."""
     if value <= 0:
-        return 1
+        return 4
+    quarter = value / 4
     step = 1.0
-    while step * 10 <= value:
+    while step * 10 <= quarter:
         step *= 10
-    while step > value * 10:
+    while step > quarter:
         step /= 10
     for factor in (1, 2, 5, 10):
-        if step * factor >= value:
-            return step * factor
-    return step * 10
+        if step * factor >= quarter:
+            step *= factor
+            break
+    if float(value).is_integer():
+        step = max(step, 1.0)
+    return step * 4
 
 
 def _number(value: float) -> str:
@@ -63,8 +68,10 @@ def _x_labels(labels: Sequence[str], step: float, every: int, height: int) -> li
     for i, text in enumerate(labels):
         if i % every == 0 or i == len(labels) - 1:
             x = LEFT + step * i + step / 2
+            anchor = "end" if x + 20 > WIDTH else "middle"  # the last label stays inside
             parts.append(
-                f'<text class="axis" x="{x:.1f}" y="{height - 8}" text-anchor="middle">{escape(text)}</text>'
+                f'<text class="axis" x="{min(x, WIDTH - 2):.1f}" y="{height - 8}" '
+                f'text-anchor="{anchor}">{escape(text)}</text>'
             )
     return parts
 
