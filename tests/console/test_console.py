@@ -308,3 +308,105 @@ async def test_docs_are_served_from_the_package(client) -> None:
     document = (await client.get("/openapi.json")).json()
     assert "AdminToken" in document["components"]["securitySchemes"]
     assert document["paths"]["/api/overview"]["get"]["security"] == [{"AdminToken": []}]
+
+
+async def tracktor(client: httpx.AsyncClient, sid: str, path: str, **params: Any) -> None:
+    answer = await client.get(path, params={"sid": sid, **params})
+    assert answer.status_code == 200, answer.text
+
+
+async def test_find_by_email_merges_and_timeline_pages(client, uow) -> None:
+    from trackway.core import sources as source_service
+
+    source = await source_service.create_source(uow, name="shop", dialect="tracktor")
+    await tracktor(client, source.id, "/set", id="ann", data='{"email": "ann@example.com", "plan": "gold"}')
+    await tracktor(client, source.id, "/track", id="anon-1", action="page-view", ts="1600000000")
+    await tracktor(client, source.id, "/alias", srcid="anon-1", destid="ann")
+    for n in range(30):
+        await tracktor(
+            client, source.id, "/track", id="ann", action=f"step-{n:02d}", ts=str(1_700_000_000 + n)
+        )
+    await signed_in(client)
+    found = await client.get("/console/people", params={"email": "ANN@example.com "})
+    [ann] = re.findall(r'href="/console/people/([^"]+)"', found.text)
+    assert "ann@example.com" in found.text
+    nobody = await client.get("/console/people", params={"email": "bob@example.com"})
+    assert "Nobody matches." in nobody.text
+    gold = await client.get("/console/people", params={"trait": "plan", "op": "eq", "value": "gold"})
+    assert f"/console/people/{ann}" in gold.text
+    page = (await client.get(f"/console/people/{ann}")).text
+    merged = re.search(r'<ul id="merged">(.*?)</ul>', page, re.S).group(1)
+    [merged_id] = re.findall(r'href="/console/people/([^"]+)"', merged)
+    assert merged_id != ann
+    # The merged id's page is its survivor's, and says so.
+    survivor = (await client.get(f"/console/people/{merged_id}")).text
+    assert f"{merged_id} was merged into this person" in survivor
+    # 31 events, 25 a page, newest first; the older page holds the rest.
+    types = re.findall(r'<strong class="etype">([^<]+)</strong>', page)
+    assert types[:3] == ["step-29", "step-28", "step-27"] and len(types) == 25
+    older = re.search(r'href="(/console/people/[^"]+\?cursor=[^"]+)">Older events', page).group(1)
+    rest = re.findall(r'<strong class="etype">([^<]+)</strong>', (await client.get(older)).text)
+    assert len(rest) == 6 and rest[-1] == "page-view" and set(types).isdisjoint(rest)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"type": "people_who_did", "event": "signup"},
+        {"type": "times_happened", "event": "signup"},
+        {"type": "average_per_person", "event": "signup"},
+        {"type": "conversion_rate", "event": "signup", "second_event": "purchase", "repeatable": "on"},
+        {"type": "average_time_between", "event": "signup", "second_event": "purchase"},
+        {"type": "property_total", "event": "purchase", "property": "amount"},
+        {"type": "property_average", "event": "purchase", "property": "amount", "per": "people"},
+    ],
+    ids=lambda fields: fields["type"],
+)
+async def test_every_metric_type_draws_a_chart(client, tracardi_source, fields) -> None:
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    payload = {
+        "source": {"id": tracardi_source.id},
+        "session": {"id": "s-m"},
+        "events": [
+            {"type": "signup", "time": f"{day}T00:00:01Z"},
+            {"type": "purchase", "time": f"{day}T00:00:31Z", "properties": {"amount": 12.5}},
+        ],
+    }
+    assert (await client.post("/track", json=payload)).status_code == 200
+    csrf = await signed_in(client)
+    shown = await client.post(
+        "/console/metrics",
+        data={"csrf": csrf, "range": "custom", "from": day, "to": day, "chart": "line", **fields},
+    )
+    assert shown.status_code == 200, shown.text[:500]
+    expected = {
+        "people_who_did": "1",
+        "times_happened": "1",
+        "average_per_person": "1",
+        "conversion_rate": "1",
+        "average_time_between": "30",
+        "property_total": "12.50",
+        "property_average": "12.50",
+    }[fields["type"]]
+    assert re.search(rf'id="stat-value">{expected}(\.0+)?<', shown.text), shown.text[-2500:]
+    assert len(re.findall(r'<circle class="point"', shown.text)) == 1
+
+
+async def test_form_mistakes_show_the_apis_message(client) -> None:
+    csrf = await signed_in(client)
+    answer = await client.post(
+        "/console/metrics",
+        data={"csrf": csrf, "type": "conversion_rate", "event": "signup", "action": "show"},
+    )
+    assert answer.status_code == 422 and "second_event: required for type conversion_rate" in answer.text
+    bad_json = await client.post(
+        "/console/segments", data={"csrf": csrf, "condition_json": "{not json", "action": "preview"}
+    )
+    assert bad_json.status_code == 422 and "does not parse" in bad_json.text
+    deep = await client.post(
+        "/console/segments",
+        data={"csrf": csrf, "condition_json": '{"any": [{"colour": "red"}]}', "action": "preview"},
+    )
+    assert deep.status_code == 422 and "condition.any.0" in deep.text
+    one_step = await client.post("/console/funnels", data={"csrf": csrf, "step": ["a"], "action": "show"})
+    assert one_step.status_code == 422 and "steps" in one_step.text

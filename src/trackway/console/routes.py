@@ -8,6 +8,7 @@ something only once, such as a new source's secret, the page itself).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import secrets
@@ -203,7 +204,7 @@ async def overview(request: Request) -> Response:
     if (refused := _guard(request)) is not None:
         return refused
     api = ApiClient(request)
-    answer = await api.get("/api/overview")
+    answer, tail = await asyncio.gather(api.get("/api/overview"), api.get("/api/events", limit=20))
     if not answer.ok:
         return _failed(request, answer)
     data = answer.body
@@ -214,7 +215,6 @@ async def overview(request: Request) -> Response:
         series = [(f"{s['name']} ({s['dialect']})", s["counts"]) for s in window["series"]]
         return charts.stacked_bars(labels, series, label=label)
 
-    tail = await api.get("/api/events", limit=20)
     return render(
         request,
         "overview.html",
@@ -367,12 +367,15 @@ async def person(request: Request, profile_id: str) -> Response:
         return refused
     api = ApiClient(request)
     pid = quote(profile_id, safe="")
-    profile = await api.get(f"/api/profiles/{pid}")
+    cursor = request.query_params.get("cursor")
+    # Three independent reads, at once: each is one API call on its own connection.
+    profile, events, visits = await asyncio.gather(
+        api.get(f"/api/profiles/{pid}"),
+        api.get(f"/api/profiles/{pid}/events", order="desc", limit=25, cursor=cursor),
+        api.get(f"/api/profiles/{pid}/sessions", limit=10),
+    )
     if not profile.ok:
         return _failed(request, profile)
-    cursor = request.query_params.get("cursor")
-    events = await api.get(f"/api/profiles/{pid}/events", order="desc", limit=25, cursor=cursor)
-    visits = await api.get(f"/api/profiles/{pid}/sessions", limit=10)
     if not events.ok:
         return _failed(request, events)
     return render(
@@ -444,12 +447,12 @@ async def segment(request: Request, segment_id: str) -> Response:
         return refused
     api = ApiClient(request)
     sid = quote(segment_id, safe="")
-    definition = await api.get(f"/api/segments/{sid}")
+    definition, members = await asyncio.gather(
+        api.get(f"/api/segments/{sid}"),
+        api.get(f"/api/segments/{sid}/people", limit=50, cursor=request.query_params.get("cursor")),
+    )
     if not definition.ok:
         return _failed(request, definition)
-    members = await api.get(
-        f"/api/segments/{sid}/people", limit=50, cursor=request.query_params.get("cursor")
-    )
     if not members.ok:
         return _failed(request, members)
     return render(request, "segment.html", segment=definition.body, members=members.body)
@@ -684,16 +687,18 @@ async def funnel_people(request: Request, funnel_id: str) -> Response:
     q = dict(request.query_params)
     fid = quote(funnel_id, safe="")
     api = ApiClient(request)
-    definition = await api.get(f"/api/funnels/{fid}", **{"from": q.get("from"), "to": q.get("to")})
+    definition, answer = await asyncio.gather(
+        api.get(f"/api/funnels/{fid}", **{"from": q.get("from"), "to": q.get("to")}),
+        api.get(
+            f"/api/funnels/{fid}/people",
+            step=q.get("step", "1"),
+            limit=50,
+            cursor=q.get("cursor"),
+            **{"from": q.get("from"), "to": q.get("to")},
+        ),
+    )
     if not definition.ok:
         return _failed(request, definition)
-    answer = await api.get(
-        f"/api/funnels/{fid}/people",
-        step=q.get("step", "1"),
-        limit=50,
-        cursor=q.get("cursor"),
-        **{"from": q.get("from"), "to": q.get("to")},
-    )
     if not answer.ok:
         return _failed(request, answer)
     next_query = ""
