@@ -221,6 +221,10 @@ def test_the_console_end_to_end(console, trackway: Trackway) -> None:
     page.locator(".chart polyline.line").wait_for()
     assert page.locator(".chart circle.point").count() == 7
     shot(page, "console-metric")
+    page.get_by_role("link", name="Metrics").click()
+    card = page.locator(".metric-card", has_text="Purchases")
+    assert card.locator("rect.bar").count() == 7 and card.locator(".big").inner_text() == "1"
+    shot(page, "console-metrics-dashboard")
 
     # A funnel: signup then purchase; Ann converts, Bob (tracardi) stops after signup.
     page.get_by_role("link", name="Funnels").click()

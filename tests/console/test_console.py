@@ -286,6 +286,19 @@ async def test_people_person_segment_metric_funnel_pages(client, tracardi_source
     assert len(values) == 7 and values[-1] == "1" and values.count("0") == 6  # the last 7 days, today last
     assert re.search(r'id="stat-max">1<', shown.text) and re.search(r'id="stat-value">1<', shown.text)
 
+    dashboard = (await client.get("/console/metrics")).text
+    spark = re.search(r'<svg class="spark".*?</svg>', dashboard, re.S).group(0)
+    assert re.findall(r'data-value="([^"]+)"', spark) == ["0"] * 6 + ["1"]
+    # A funnel limited to another source finds nobody.
+    elsewhere = await client.post(
+        "/console/funnels",
+        data={"csrf": csrf, "step": ["signup", "purchase"], "source": "other-source", "action": "show"},
+    )
+    assert re.findall(r'<rect class="bar" data-label="[^"]+" data-value="(\d+)"', elsewhere.text) == [
+        "0",
+        "0",
+    ]
+
     funnel = await client.post(
         "/console/funnels",
         data={"csrf": csrf, "name": "Signup to buy", "step": ["signup", "purchase", ""], "action": "save"},

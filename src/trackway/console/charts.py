@@ -184,3 +184,26 @@ def funnel_bars(steps: Sequence[tuple[str, int, float | None]], *, label: str) -
         )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def sparkline(labels: Sequence[str], values: Sequence[float | None], *, label: str) -> Markup:
+    """A small histogram without axes, for a dashboard card."""
+    width, height = 140, 36
+    top = max((v for v in values if v is not None), default=0) or 1
+    step = width / max(len(values), 1)
+    parts = [
+        f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="{escape(label)}">'
+    ]
+    parts.append(f'<line class="grid" x1="0" x2="{width}" y1="{height - 0.5}" y2="{height - 0.5}"/>')
+    for i, (text, value) in enumerate(zip(labels, values, strict=True)):
+        if value is None:
+            continue
+        h = max((height - 2) * value / top, 1 if value else 0)
+        parts.append(
+            f'<rect class="bar" data-label="{escape(text)}" data-value="{value}" x="{step * i + 1:.1f}" '
+            f'y="{height - h:.1f}" width="{step - 2:.1f}" height="{h:.1f}" fill="{PALETTE[0]}">'
+            f"<title>{escape(text)}: {_number(value)}</title></rect>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -350,7 +350,8 @@ async def people(request: Request) -> Response:
             params[bound] = q[bound]
     if q.get("source"):
         params["source"] = q["source"]
-    answer = await ApiClient(request).get("/api/people", **params)
+    api = ApiClient(request)
+    answer, sources = await asyncio.gather(api.get("/api/people", **params), api.get("/api/sources"))
     problems = answer.problems()
     found = answer.body["items"] if answer.ok else []
     next_query = ""
@@ -358,7 +359,15 @@ async def people(request: Request) -> Response:
         next_query = urlencode(
             {**{k: v for k, v in q.items() if k != "cursor"}, "cursor": answer.body["next_cursor"]}
         )
-    return render(request, "people.html", q=q, people=found, problems=problems, next_query=next_query)
+    return render(
+        request,
+        "people.html",
+        q=q,
+        people=found,
+        problems=problems,
+        next_query=next_query,
+        sources=sources.body["items"] if sources.ok else [],
+    )
 
 
 @router.get("/people/{profile_id}")
@@ -505,13 +514,38 @@ def _metric_chart(result: dict[str, Any], kind: str, name: str) -> Any:
 async def metrics(request: Request) -> Response:
     if (refused := _guard(request)) is not None:
         return refused
-    answer = await ApiClient(request).get("/api/metrics")
-    if not answer.ok:
-        return _failed(request, answer)
+    api = ApiClient(request)
     preset, first, last = forms.date_range({}, _today())
     return render(
-        request, "metrics.html", metrics=answer.body["items"], f={}, first=first, last=last, preset=preset
+        request, "metrics.html", **await _metric_listing(api), f={}, first=first, last=last, preset=preset
     )
+
+
+#: Saved metrics shown with their last 7 days on the metrics page (each is one query).
+DASHBOARD_METRICS = 12
+
+
+async def _metric_listing(api: ApiClient) -> dict[str, Any]:
+    """The saved metrics, the first ones with their last 7 days as a small histogram (the
+    dashboard of seed 3.4.4), and the sources a metric may be limited to."""
+    listing, sources = await asyncio.gather(api.get("/api/metrics"), api.get("/api/sources"))
+    items = listing.body["items"] if listing.ok else []
+    results = await asyncio.gather(
+        *(api.get(f"/api/metrics/{quote(m['id'], safe='')}") for m in items[:DASHBOARD_METRICS])
+    )
+    cards = []
+    for item, result in zip(items, [*results, *([None] * len(items))], strict=False):
+        card = {"metric": item, "value": None, "spark": None}
+        if result is not None and result.ok:
+            series = result.body["result"]["series"]
+            card["value"] = result.body["result"]["value"]
+            card["spark"] = charts.sparkline(
+                [p["date"] for p in series],
+                [p["value"] for p in series],
+                label=f"{item['name']}, last 7 days",
+            )
+        cards.append(card)
+    return {"metrics": items, "cards": cards, "sources": sources.body["items"] if sources.ok else []}
 
 
 @router.post("/metrics")
@@ -533,13 +567,12 @@ async def save_metric(request: Request) -> Response:
         if answer.ok:
             context["result"] = answer.body
             context["chart"] = _metric_chart(answer.body, form.get("chart"), form.get("name") or "Metric")
-    listing = await api.get("/api/metrics")
     return render(
         request,
         "metrics.html",
         status=200 if answer.ok else 422,
-        metrics=listing.body["items"] if listing.ok else [],
         problems=answer.problems(),
+        **await _metric_listing(api),
         **context,
     )
 
@@ -603,18 +636,24 @@ def _funnel_chart(steps: list[dict[str, Any]], name: str) -> Any:
     return charts.funnel_bars(rows, label=f"{name}: people at each step")
 
 
+async def _funnel_listing(api: ApiClient) -> dict[str, Any]:
+    """The saved funnels, and the sources a funnel may be limited to."""
+    listing, sources = await asyncio.gather(api.get("/api/funnels"), api.get("/api/sources"))
+    return {
+        "funnels": listing.body["items"] if listing.ok else [],
+        "sources": sources.body["items"] if sources.ok else [],
+    }
+
+
 @router.get("/funnels")
 async def funnels(request: Request) -> Response:
     if (refused := _guard(request)) is not None:
         return refused
-    answer = await ApiClient(request).get("/api/funnels")
-    if not answer.ok:
-        return _failed(request, answer)
     preset, first, last = forms.date_range({}, _today())
     return render(
         request,
         "funnels.html",
-        funnels=answer.body["items"],
+        **await _funnel_listing(ApiClient(request)),
         steps=[],
         name="",
         first=first,
@@ -630,8 +669,10 @@ async def save_funnel(request: Request) -> Response:
         return form
     api = ApiClient(request)
     steps = [step.strip() for step in form.all("step") if step.strip()]
+    source = {"source": form.get("source")} if form.get("source") else {}
     preset, first, last = forms.date_range(form.values, _today())
     context: dict[str, Any] = {
+        "source": form.get("source"),
         "steps": steps,
         "name": form.get("name"),
         "first": first,
@@ -639,20 +680,19 @@ async def save_funnel(request: Request) -> Response:
         "preset": preset,
     }
     if form.get("action") == "save":
-        answer = await api.post("/api/funnels", {"name": form.get("name"), "steps": steps})
+        answer = await api.post("/api/funnels", {"name": form.get("name"), "steps": steps, **source})
         if answer.ok:
             return _back(f"{PREFIX}/funnels/{quote(answer.body['id'], safe='')}")
     else:
-        answer = await api.post("/api/funnels/query", {"steps": steps, "from": first, "to": last})
+        answer = await api.post("/api/funnels/query", {"steps": steps, "from": first, "to": last, **source})
         if answer.ok:
             context["result"] = answer.body["steps"]
             context["chart"] = _funnel_chart(answer.body["steps"], form.get("name") or "Funnel")
-    listing = await api.get("/api/funnels")
     return render(
         request,
         "funnels.html",
         status=200 if answer.ok else 422,
-        funnels=listing.body["items"] if listing.ok else [],
+        **await _funnel_listing(api),
         problems=answer.problems(),
         **context,
     )
