@@ -113,8 +113,10 @@ def test_the_console_end_to_end(console, trackway: Trackway) -> None:
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("That token is not the admin token.").wait_for()
     assert not [c for c in console.cookies() if c["name"] == "trackway_console"]
-    page.get_by_label("Admin token").fill(ADMIN_TOKEN)
-    page.get_by_role("button", name="Sign in").click()
+    # By keyboard alone: the token field has the focus, Enter sends the form.
+    assert page.evaluate("document.activeElement.id") == "token"
+    page.keyboard.type(ADMIN_TOKEN)
+    page.keyboard.press("Enter")
     page.get_by_role("heading", name="Overview").wait_for()
     [cookie] = [c for c in console.cookies() if c["name"] == "trackway_console"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
@@ -181,6 +183,8 @@ def test_the_console_end_to_end(console, trackway: Trackway) -> None:
     page.get_by_label("Name", exact=True).fill("Gold buyers")
     page.locator("#kind-1").select_option("event")
     page.locator("#field-1").fill("purchase")
+    # An event row offers only the event choices.
+    assert page.locator("#op-1 optgroup[label=Trait]").get_attribute("disabled") is not None
     page.locator("#op-1").select_option("did")
     page.locator("#days-1").fill("30")
     page.get_by_role("button", name="Add a condition").click()

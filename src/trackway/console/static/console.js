@@ -67,6 +67,25 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 
+  // Condition rows: the "Condition" list offers the trait or the event choices, as the kind says.
+  const fitConditions = (row) => {
+    const kind = row.querySelector("select[name=kind]");
+    const op = row.querySelector("select[name=op]");
+    if (!kind || !op) return;
+    const wanted = kind.value === "event" ? "Event" : "Trait";
+    op.querySelectorAll("optgroup").forEach((group) => {
+      group.disabled = group.label !== wanted;
+      group.hidden = group.label !== wanted;
+    });
+    if (op.selectedOptions[0] && op.selectedOptions[0].parentElement.label !== wanted) {
+      op.value = op.querySelector(`optgroup[label=${wanted}] option`).value;
+    }
+  };
+  document.addEventListener("change", (event) => {
+    if (event.target.matches("select[name=kind]")) fitConditions(event.target.closest("[data-row]"));
+  });
+  document.querySelectorAll("li.condition").forEach(fitConditions);
+
   // Range picker: typing a date makes the range custom.
   document.querySelectorAll("fieldset.range").forEach((fieldset) => {
     const select = fieldset.querySelector("[data-range]");
