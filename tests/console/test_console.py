@@ -423,3 +423,20 @@ async def test_form_mistakes_show_the_apis_message(client) -> None:
     assert deep.status_code == 422 and "condition.any.0" in deep.text
     one_step = await client.post("/console/funnels", data={"csrf": csrf, "step": ["a"], "action": "show"})
     assert one_step.status_code == 422 and "steps" in one_step.text
+
+
+async def test_what_a_browser_sends_wrong_is_a_4xx(client) -> None:
+    await signed_in(client)
+    for path, params in (
+        ("/console/people", {"cursor": "not-a-cursor"}),
+        ("/console/people", {"identity": "no-colon"}),
+        ("/console/people/x", {"cursor": "garbage"}),
+        ("/console/people/%00", {}),
+        ("/console/metrics/nope", {}),
+        ("/console/funnels/nope", {"from": "2024-13-40", "range": "custom"}),
+        ("/console/segments/nope", {}),
+    ):
+        answer = await client.get(path, params=params)
+        assert 400 <= answer.status_code < 500, (path, params, answer.status_code)
+    huge = await client.post("/console/sign-in", content=b"a" * (2 * 1024 * 1024))
+    assert huge.status_code == 413

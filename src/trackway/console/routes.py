@@ -26,6 +26,7 @@ from trackway import jsonutil
 from trackway.console import auth, charts, forms
 from trackway.console.client import Answer, ApiClient
 from trackway.dialects import tracker_script
+from trackway.dialects._common import read_body
 
 HERE = Path(__file__).parent
 PREFIX = "/console"
@@ -108,7 +109,7 @@ async def _post_form(request: Request) -> forms.Form | Response:
     session = _session(request)
     if not token or session is None:
         return render(request, "error.html", status=403, problems=["Sign in first: no valid session."])
-    form = forms.Form(await request.body())
+    form = forms.Form(await read_body(request, _settings(request).max_body_bytes))
     if not auth.csrf_valid(form.get("csrf"), session, token):
         return render(
             request,
@@ -125,7 +126,9 @@ def _back(path: str, **params: Any) -> RedirectResponse:
 
 
 def _failed(request: Request, answer: Answer) -> HTMLResponse:
-    status = answer.status if answer.status in (404, 503) else 502
+    """The API's refusal as a page: its own status for what the browser asked wrong (a 404, a
+    422 on a cursor or a date) or a database that is down (503); 502 for anything else."""
+    status = answer.status if 400 <= answer.status < 500 or answer.status == 503 else 502
     return render(request, "error.html", status=status, problems=answer.problems())
 
 
@@ -151,7 +154,7 @@ async def sign_in(request: Request) -> Response:
     token = _settings(request).admin_token
     if not token:
         return render(request, "setup.html", status=503)
-    form = forms.Form(await request.body())
+    form = forms.Form(await read_body(request, _settings(request).max_body_bytes))
     cookie = request.cookies.get(auth.SIGNIN_COOKIE, "")
     given = form.get("csrf")
     if not cookie or not given or not hmac.compare_digest(cookie, given):
@@ -242,6 +245,8 @@ async def tail(request: Request) -> Response:
 
 def _snippet(request: Request, source: dict[str, Any]) -> str:
     base = str(request.base_url).rstrip("/")
+    if auth.is_https(request) and base.startswith("http://"):  # behind a proxy that ends TLS
+        base = "https://" + base.removeprefix("http://")
     if source["dialect"] == "tracardi":
         return tracker_script.snippet(api_url=base, source_id=source["id"])
     if source["dialect"] == "tracktor":
@@ -293,7 +298,7 @@ async def create_source(request: Request) -> Response:
         body["secret"] = form.get("secret")
     answer = await ApiClient(request).post("/api/sources", body)
     if not answer.ok:
-        return await _sources_page(request, status=422, problems=answer.problems(), draft=body)
+        return await _sources_page(request, status=answer.status, problems=answer.problems(), draft=body)
     created = answer.body
     return await _sources_page(request, created=created, snippet=_snippet(request, created))
 
@@ -319,7 +324,7 @@ async def update_source(request: Request, source_id: str) -> Response:
         return render(request, "error.html", status=400, problems=[f"unknown action {action!r}"])
     answer = await ApiClient(request).patch(f"/api/sources/{quote(source_id, safe='')}", body)
     if not answer.ok:
-        return await _sources_page(request, status=422, problems=answer.problems())
+        return await _sources_page(request, status=answer.status, problems=answer.problems())
     if "secret" in answer.body:
         return await _sources_page(request, rotated=answer.body)
     return _back(f"{PREFIX}/sources")
@@ -362,6 +367,7 @@ async def people(request: Request) -> Response:
     return render(
         request,
         "people.html",
+        status=answer.status if not answer.ok else 200,
         q=q,
         people=found,
         problems=problems,
