@@ -279,7 +279,8 @@ def test_the_console_end_to_end(console, trackway: Trackway) -> None:
         page.set_viewport_size(PHONE)
         page.goto(f"{base}{path}")
         check_page(page, f"phone {path}")
-    shot(page, "console-phone-funnels")
+        name = path.strip("/").split("/")[1] if path.count("/") > 1 else "overview"
+        shot(page, f"console-phone-{name}{'-person' if path.count('/') > 2 else ''}")
     page.set_viewport_size(DESKTOP)
 
     # Keyboard: the first Tab reaches the skip link, Enter on it moves to the content.

@@ -440,3 +440,29 @@ async def test_what_a_browser_sends_wrong_is_a_4xx(client) -> None:
         assert 400 <= answer.status_code < 500, (path, params, answer.status_code)
     huge = await client.post("/console/sign-in", content=b"a" * (2 * 1024 * 1024))
     assert huge.status_code == 413
+
+
+async def test_delete_buttons_delete_through_the_api(client) -> None:
+    csrf = await signed_in(client)
+    segment = (
+        await client.post("/api/segments", headers=ADMIN, json={"name": "s", "condition": {"all": []}})
+    ).json()
+    metric = (
+        await client.post(
+            "/api/metrics", headers=ADMIN, json={"name": "m", "type": "times_happened", "event": "e"}
+        )
+    ).json()
+    funnel = (
+        await client.post("/api/funnels", headers=ADMIN, json={"name": "f", "steps": ["a", "b"]})
+    ).json()
+    for kind, item in (("segments", segment), ("metrics", metric), ("funnels", funnel)):
+        page = await client.get(f"/console/{kind}/{item['id']}")
+        assert f'action="/console/{kind}/{item["id"]}/delete"' in page.text
+        assert (await client.post(f"/console/{kind}/{item['id']}/delete", data={})).status_code == 403
+        assert (await client.get(f"/api/{kind}/{item['id']}", headers=ADMIN)).status_code == 200
+        gone = await client.post(f"/console/{kind}/{item['id']}/delete", data={"csrf": csrf})
+        assert gone.status_code == 303 and gone.headers["location"] == f"/console/{kind}"
+        assert (await client.get(f"/api/{kind}/{item['id']}", headers=ADMIN)).status_code == 404
+        assert (
+            await client.post(f"/console/{kind}/{item['id']}/delete", data={"csrf": csrf})
+        ).status_code == 404
