@@ -466,3 +466,42 @@ async def test_delete_buttons_delete_through_the_api(client) -> None:
         assert (
             await client.post(f"/console/{kind}/{item['id']}/delete", data={"csrf": csrf})
         ).status_code == 404
+
+
+async def test_change_a_saved_segment(client, tracardi_source) -> None:
+    payload = {"source": {"id": tracardi_source.id}, "session": {"id": "s-e"}, "events": [{"type": "signup"}]}
+    assert (await client.post("/track", json=payload)).status_code == 200
+    csrf = await signed_in(client)
+    flat = {"any": [{"event": "purchase", "performed": True, "within_days": 30}]}
+    segment = (
+        await client.post("/api/segments", headers=ADMIN, json={"name": "Buyers", "condition": flat})
+    ).json()
+    form = (await client.get("/console/segments", params={"edit": segment["id"]})).text
+    assert 'name="segment_id"' in form and 'value="purchase"' in form and 'value="30"' in form
+    assert '<option value="any" selected>' in form
+    changed = await client.post(
+        "/console/segments",
+        data={
+            "csrf": csrf,
+            "segment_id": segment["id"],
+            "name": "Signed up",
+            "combine": "all",
+            "kind": "event",
+            "field": "signup",
+            "op": "did",
+            "value": "",
+            "days": "",
+            "action": "save",
+        },
+    )
+    assert changed.status_code == 303 and changed.headers["location"] == f"/console/segments/{segment['id']}"
+    saved = (await client.get(f"/api/segments/{segment['id']}", headers=ADMIN)).json()
+    assert saved["name"] == "Signed up" and saved["condition"] == {
+        "all": [{"event": "signup", "performed": True}]
+    }
+    assert re.search(r'id="segment-size">1<', (await client.get(changed.headers["location"])).text)
+    # A nested condition is edited as JSON.
+    nested = {"not": {"any": [{"property": "plan", "op": "eq", "value": "gold"}]}}
+    await client.patch(f"/api/segments/{segment['id']}", headers=ADMIN, json={"condition": nested})
+    form = (await client.get("/console/segments", params={"edit": segment["id"]})).text
+    assert "&#34;not&#34;" in form or '"not"' in form

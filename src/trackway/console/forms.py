@@ -118,6 +118,22 @@ def condition_of(form: Form) -> dict[str, Any] | str:
     return {"any" if form.get("combine") == "any" else "all": leaves}
 
 
+_EVENT_KEYS: Final = {"event", "performed", "within_days", "min_count"}
+_PROPERTY_KEYS: Final = {"property", "op", "value"}
+
+
+def flat(condition: Any) -> bool:
+    """Whether the builder's rows can show ``condition``: one AND or OR of plain leaves."""
+    if not isinstance(condition, dict) or len(condition) != 1:
+        return False
+    [(key, leaves)] = condition.items()
+    return key in ("all", "any") and all(
+        isinstance(leaf, dict)
+        and (set(leaf) <= _EVENT_KEYS if "event" in leaf else set(leaf) <= _PROPERTY_KEYS)
+        for leaf in leaves
+    )
+
+
 def rows_for(condition: Any) -> tuple[str, list[dict[str, str]]]:
     """A condition back into builder rows, when it is one level of all/any over leaves."""
     if not isinstance(condition, dict):

@@ -411,10 +411,23 @@ async def person(request: Request, profile_id: str) -> Response:
 async def segments(request: Request) -> Response:
     if (refused := _guard(request)) is not None:
         return refused
-    answer = await ApiClient(request).get("/api/segments")
+    api = ApiClient(request)
+    answer = await api.get("/api/segments")
     if not answer.ok:
         return _failed(request, answer)
-    return render(request, "segments.html", segments=answer.body["items"], combine="all", rows=[], name="")
+    context: dict[str, Any] = {"combine": "all", "rows": [], "name": ""}
+    editing = request.query_params.get("edit")
+    if editing:  # the builder filled with a saved segment, to change it
+        saved = await api.get(f"/api/segments/{quote(editing, safe='')}")
+        if not saved.ok:
+            return _failed(request, saved)
+        condition = saved.body["condition"]
+        context = {"name": saved.body["name"], "segment_id": saved.body["id"], "combine": "all", "rows": []}
+        if forms.flat(condition):
+            context["combine"], context["rows"] = forms.rows_for(condition)
+        else:
+            context["condition_json"] = json.dumps(condition, indent=2, ensure_ascii=False)
+    return render(request, "segments.html", segments=answer.body["items"], **context)
 
 
 @router.post("/segments")
@@ -428,6 +441,7 @@ async def save_segment(request: Request) -> Response:
     combine, rows = forms.rows_for(condition) if isinstance(condition, dict) else ("all", [])
     context: dict[str, Any] = {
         "name": form.get("name"),
+        "segment_id": form.get("segment_id"),
         "combine": combine,
         "rows": forms.rows_of(form) or rows,
         "condition_json": form.get("condition_json"),
@@ -436,7 +450,12 @@ async def save_segment(request: Request) -> Response:
     if isinstance(condition, str):
         problems = [condition]
     elif form.get("action") == "save":
-        answer = await api.post("/api/segments", {"name": form.get("name"), "condition": condition})
+        body = {"name": form.get("name"), "condition": condition}
+        editing = form.get("segment_id")
+        if editing:
+            answer = await api.patch(f"/api/segments/{quote(editing, safe='')}", body)
+        else:
+            answer = await api.post("/api/segments", body)
         if answer.ok:
             return _back(f"{PREFIX}/segments/{quote(answer.body['id'], safe='')}")
         problems = answer.problems()
