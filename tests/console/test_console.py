@@ -505,3 +505,11 @@ async def test_change_a_saved_segment(client, tracardi_source) -> None:
     await client.patch(f"/api/segments/{segment['id']}", headers=ADMIN, json={"condition": nested})
     form = (await client.get("/console/segments", params={"edit": segment["id"]})).text
     assert "&#34;not&#34;" in form or '"not"' in form
+
+
+async def test_the_sign_in_page_open_twice_still_signs_in(client) -> None:
+    first = await client.get("/console/sign-in")
+    second = await client.get("/console/sign-in")
+    assert csrf_of(first.text) == csrf_of(second.text)
+    answer = await client.post("/console/sign-in", data={"csrf": csrf_of(first.text), "token": ADMIN_TOKEN})
+    assert answer.status_code == 303

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,7 +144,11 @@ def _today() -> Any:
 async def sign_in_page(request: Request, next: str = "") -> Response:
     if not _settings(request).admin_token:
         return render(request, "setup.html", status=503)
-    nonce = secrets.token_urlsafe(24)  # double submit: this cookie, and the same in the form
+    # Double submit: this cookie, and the same in the form. A browser that has one keeps it, so
+    # the sign-in page open in two tabs works in both.
+    nonce = request.cookies.get(auth.SIGNIN_COOKIE, "")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{32}", nonce):
+        nonce = secrets.token_urlsafe(24)
     response = render(request, "signin.html", next=next, signin_csrf=nonce, problems=[])
     auth.set_cookie(response, request, auth.SIGNIN_COOKIE, nonce, 600)
     return response
