@@ -15,25 +15,37 @@ from trackway import __version__, logsafe
 from trackway.api import analytics, demo, docs, health, openapi, overview, people, profiles, segments
 from trackway.api import errors as api_errors
 from trackway.api import metrics as metrics_api
+from trackway.api import rejections as rejections_api
 from trackway.api import sources as sources_api
 from trackway.console import routes as console
+from trackway.core.bots import BotPolicy
 from trackway.core.cart_outcomes import OutcomeJob
 from trackway.core.group_commit import GroupCommitWriter
 from trackway.core.ingest import DirectWriter, Writer
+from trackway.core.rejections import RetentionJob
 from trackway.core.sessions import describe_device
 from trackway.core.sources import SourceDirectory
 from trackway.db.engine import make_engine
 from trackway.db.uow import SqlUnitOfWork
-from trackway.dialects import dispatch, insend, tracardi, tracify, tracker_script, tracktor
+from trackway.dialects import dispatch, insend, segment, tracardi, tracify, tracker_script, tracktor
+from trackway.dialects.quarantine import Quarantine
 from trackway.dialects.routes import lean_routes
 from trackway.limits import BodyDeadline
 from trackway.metrics import Metrics, RequestMetricsMiddleware
+from trackway.requestlog import RequestLogMiddleware
 from trackway.runtime import gc_thresholds
 from trackway.services import AppServices
 from trackway.settings import Settings
 
 #: Routers of the endpoints that trackers call: served lean (``dialects/routes.py``).
-COLLECTOR_ROUTERS = (dispatch.router, tracker_script.router, tracktor.router, insend.router, tracify.router)
+COLLECTOR_ROUTERS = (
+    dispatch.router,
+    tracker_script.router,
+    tracktor.router,
+    insend.router,
+    tracify.router,
+    segment.router,
+)
 
 
 def _telemetry_option(enabled: bool) -> dict[str, Any]:
@@ -58,17 +70,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.metrics:
             uow.observer = app.state.metrics
         writer: Writer
+        # Bots flagged or dropped for every dialect, before any batch is queued (core/bots.py).
+        bots = BotPolicy(settings.bots, app.state.metrics)
         if settings.group_commit:
             group_writer = GroupCommitWriter(
                 uow,
                 window=settings.group_commit_window_ms / 1000,
                 max_batches=settings.group_commit_max_batches,
                 in_flight=settings.group_commit_in_flight,
+                bots=bots,
             )
             group_writer.start()
             writer = group_writer
         else:
-            writer = DirectWriter(uow)
+            writer = DirectWriter(uow, bots)
         app.state.services = AppServices(
             settings=settings,
             engine=engine,
@@ -81,10 +96,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Abandoned carts: due work claimed in the database, so every process may run it.
         outcomes = OutcomeJob(uow, settings.cart_outcomes_interval)
         outcomes.start()
+        # Old rejections: deleted in bounded batches, claimed in the database.
+        retention = RetentionJob(
+            uow, days=settings.rejections_days, interval=settings.rejections_purge_interval
+        )
+        retention.start()
         try:
             with gc_thresholds(settings.gc_gen0_threshold):
                 yield
         finally:
+            await retention.close()
             await outcomes.close()
             if getattr(app.state, "console_client", None) is not None:
                 await app.state.console_client.aclose()
@@ -116,8 +137,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     # Every request's body within its deadline; a client's hang-up mid-body a quiet 499.
     app.add_middleware(BodyDeadline, timeout=settings.body_timeout_seconds)
+    # One structured line per request (requestlog.py), outermost: it times the whole answer.
+    app.add_middleware(RequestLogMiddleware, mask_ip=settings.mask_ip)
     api_errors.install(app)
-    logsafe.install()
+    # Collector requests rejected with a 4xx, kept for replay (api/errors.py calls it).
+    app.state.keep_rejection = Quarantine(app.state.metrics, settings.rejections_per_minute).keep
+    logsafe.install(mask_ip=settings.mask_ip)
     app.include_router(health.router)
     for router in COLLECTOR_ROUTERS:
         app.include_router(router)
@@ -131,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(analytics.router)
     app.include_router(demo.router)
     app.include_router(metrics_api.router)
+    app.include_router(rejections_api.router)
     app.include_router(overview.router)
     docs.install(app)
     if settings.console:

@@ -24,6 +24,11 @@ SHOTS = Path(__file__).parent / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 EMAIL = "ann.console@example.com"
+# What a visitor's browser says: a client that calls itself python-httpx is a bot to Trackway,
+# and bots are left out of segments, metrics and funnels.
+BROWSER = {
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+}
 
 # Every field needs a label (or an aria-label); hidden inputs carry no text a person types.
 UNLABELLED_FIELDS_JS = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
@@ -71,7 +76,7 @@ def post_events(base: str, web_id: str, shop_id: str, insend_id: str) -> None:
     """The person Ann through Tracktor (with her email) and two others through Tracardi and InSend."""
     now = datetime.now(UTC).replace(microsecond=0)
     stamps = [int((now - timedelta(minutes=3 - i)).timestamp()) for i in range(3)]
-    with httpx.Client(base_url=base, timeout=10) as http:
+    with httpx.Client(base_url=base, timeout=10, headers=BROWSER) as http:
         data = json.dumps({"email": EMAIL, "name": "Ann Console", "plan": "gold"})
         assert (
             http.get("/set", params={"sid": shop_id, "id": "ann", "ts": stamps[0], "data": data}).status_code
@@ -262,7 +267,7 @@ def test_the_console_end_to_end(console, trackway: Trackway) -> None:
 
     # The live tail: a new event shows by itself; paused, it does not.
     page.goto(f"{base}/console")
-    with httpx.Client(base_url=base, timeout=10) as http:
+    with httpx.Client(base_url=base, timeout=10, headers=BROWSER) as http:
         http.get("/track", params={"sid": shop_id, "id": "ann", "action": "tail-one"})
         page.locator("#tail", has_text="tail-one").wait_for(timeout=8000)
         page.get_by_role("button", name="Pause").click()

@@ -103,6 +103,9 @@ class MetricDefinition(BaseModel):
     )
     timezone: TimeZone = "UTC"
     source: SourceId | None = None
+    include_bots: bool = Field(
+        False, description='Count the events of bots too (flagged "bot": true); left out by default.'
+    )
 
 
 class MetricQuery(MetricDefinition):
@@ -112,6 +115,23 @@ class MetricQuery(MetricDefinition):
 
 class MetricCreate(MetricDefinition):
     name: Name
+
+
+class MetricPatch(BaseModel):
+    """What ``PATCH /api/metrics/{id}`` may change: any field of a saved metric; the rest stays."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    type: analytics.MetricType | None = None
+    event: EventType | None = None
+    second_event: EventType | None = None
+    property: PropertyName | None = None
+    where: list[WhereCondition] | None = Field(None, max_length=20)
+    repeatable: bool | None = None
+    per: Literal["times", "people", "all_people"] | None = None
+    timezone: TimeZone | None = None
+    source: SourceId | None = None
 
 
 Steps = Annotated[list[EventType], Field(min_length=2, max_length=20)]
@@ -125,6 +145,9 @@ class FunnelQuery(BaseModel):
     to: Day
     source: SourceId | None = None
     timezone: TimeZone = "UTC"
+    include_bots: bool = Field(
+        False, description='Count the events of bots too (flagged "bot": true); left out by default.'
+    )
 
 
 class FunnelPeopleQuery(FunnelQuery):
@@ -138,6 +161,16 @@ class FunnelCreate(BaseModel):
 
     name: Name
     steps: Steps
+    source: SourceId | None = None
+
+
+class FunnelPatch(BaseModel):
+    """What ``PATCH /api/funnels/{id}`` may change; ``"source": null`` lifts the source limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    steps: Steps | None = None
     source: SourceId | None = None
 
 
@@ -172,6 +205,7 @@ def spec_of(definition: MetricDefinition) -> analytics.MetricSpec:
         repeatable=definition.repeatable,
         per=definition.per,
         source=definition.source,
+        include_bots=definition.include_bots,
     )
 
 
@@ -249,6 +283,11 @@ QueryTo = Annotated[
     Query(description="Last day, included (default: today)."),
     AfterValidator(lambda v: v if v is None else _day(v)),
 ]
+QueryBots = Annotated[
+    bool, Query(description='Count the events of bots too (flagged "bot": true); left out by default.')
+]
+
+
 QueryZone = Annotated[
     str | None, Query(max_length=64), AfterValidator(lambda v: v if v is None else _zone(v))
 ]
@@ -284,6 +323,39 @@ async def get_metric(
     )
 
 
+#: Fields that a ``null`` in a PATCH clears; every other field keeps its value when ``null``.
+_CLEARABLE = {"second_event", "property", "source"}
+
+
+def _patched(stored: dict[str, Any], patch: BaseModel) -> dict[str, Any]:
+    """``stored`` with the fields the PATCH body sent; ``null`` clears only a clearable field."""
+    sent = patch.model_dump(mode="json", exclude_unset=True, exclude={"name"})
+    changes = {key: value for key, value in sent.items() if value is not None or key in _CLEARABLE}
+    return {**stored, **changes}
+
+
+@router.patch("/metrics/{metric_id}")
+async def update_metric(metric_id: PathId, body: MetricPatch, services: Services) -> Response:
+    """Rename a saved metric or change its definition; the whole result is checked as on create."""
+    async with services.uow.transaction() as db:
+        row = (
+            await db.execute(saved_metrics.select().where(saved_metrics.c.id == metric_id).with_for_update())
+        ).first()
+        if row is None:
+            raise NotFound(f"no metric {metric_id!r}")
+        try:
+            definition = MetricDefinition.model_validate(_patched(row.definition, body))
+        except ValueError as exc:  # pydantic's ValidationError: the stored half no longer valid
+            raise ValidationFailed.field(("body",), f"the patched metric is not valid: {exc}") from None
+        check_definition(definition)
+        values = {"definition": definition.model_dump(mode="json")}
+        if body.name is not None:
+            values["name"] = body.name
+        await db.execute(saved_metrics.update().where(saved_metrics.c.id == metric_id).values(**values))
+        row = (await db.execute(saved_metrics.select().where(saved_metrics.c.id == metric_id))).one()
+    return json_response(_metric_view(row))
+
+
 @router.delete("/metrics/{metric_id}", status_code=204)
 async def delete_metric(metric_id: PathId, services: Services) -> Response:
     async with services.uow.transaction() as db:
@@ -297,10 +369,18 @@ async def delete_metric(metric_id: PathId, services: Services) -> Response:
 
 
 async def _run_funnel(
-    services: Services, steps: list[str], win: analytics.Window, source: str | None
+    services: Services,
+    steps: list[str],
+    win: analytics.Window,
+    source: str | None,
+    include_bots: bool = False,
 ) -> dict[str, Any]:
     async with services.uow.read() as db:
-        return {"steps": await analytics.funnel(db, steps, win, services.uow.dialect, source=source)}
+        return {
+            "steps": await analytics.funnel(
+                db, steps, win, services.uow.dialect, source=source, include_bots=include_bots
+            )
+        }
 
 
 async def _run_people(
@@ -313,6 +393,7 @@ async def _run_people(
     limit: int,
     cursor: str | None,
     where: str,
+    include_bots: bool = False,
 ) -> dict[str, Any]:
     _validate_steps(steps, step, where)
     after = None
@@ -323,7 +404,7 @@ async def _run_people(
             raise ValidationFailed.field((where, "cursor"), "invalid cursor") from None
     async with services.uow.read() as db:
         items, next_cursor = await analytics.funnel_people(
-            db, steps, win, step=step, source=source, limit=limit, after=after
+            db, steps, win, step=step, source=source, limit=limit, after=after, include_bots=include_bots
         )
     return {"step": step, "event": steps[step - 1], "items": items, "next_cursor": next_cursor}
 
@@ -332,7 +413,7 @@ async def _run_people(
 async def query_funnel(body: FunnelQuery, services: Services) -> Response:
     """Each step's people (loose order), conversions, and the median time from the previous step."""
     win = make_window(body.from_, body.to, body.timezone, "body")
-    return json_response(await _run_funnel(services, body.steps, win, body.source))
+    return json_response(await _run_funnel(services, body.steps, win, body.source, body.include_bots))
 
 
 @router.post("/funnels/query/people")
@@ -349,6 +430,7 @@ async def query_funnel_people(body: FunnelPeopleQuery, services: Services) -> Re
             limit=body.limit,
             cursor=body.cursor,
             where="body",
+            include_bots=body.include_bots,
         )
     )
 
@@ -401,13 +483,14 @@ async def get_funnel(
     from_: Annotated[date | None, Query(alias="from")] = None,
     to: QueryTo = None,
     timezone: QueryZone = None,
+    include_bots: QueryBots = False,
 ) -> Response:
     """A saved funnel and its result over ``from``..``to`` (default: the last 7 days)."""
     row = await _saved_funnel(services, funnel_id)
     zone = timezone or "UTC"
     first, last = _checked_range(from_, to, zone)
     win = make_window(first, last, zone, "query")
-    result = await _run_funnel(services, row.steps, win, row.source)
+    result = await _run_funnel(services, row.steps, win, row.source, include_bots)
     return json_response(
         {**_funnel_view(row), "from": first.isoformat(), "to": last.isoformat(), "timezone": zone, **result}
     )
@@ -432,6 +515,7 @@ async def get_funnel_people(
     timezone: QueryZone = None,
     limit: Limit = 100,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    include_bots: QueryBots = False,
 ) -> Response:
     row = await _saved_funnel(services, funnel_id)
     zone = timezone or "UTC"
@@ -439,9 +523,36 @@ async def get_funnel_people(
     win = make_window(first, last, zone, "query")
     return json_response(
         await _run_people(
-            services, row.steps, win, source=row.source, step=step, limit=limit, cursor=cursor, where="query"
+            services,
+            row.steps,
+            win,
+            source=row.source,
+            step=step,
+            limit=limit,
+            cursor=cursor,
+            where="query",
+            include_bots=include_bots,
         )
     )
+
+
+@router.patch("/funnels/{funnel_id}")
+async def update_funnel(funnel_id: PathId, body: FunnelPatch, services: Services) -> Response:
+    """Rename a saved funnel, change its steps, or its source (``null``: every source)."""
+    values = _patched({}, body)
+    if body.name is not None:
+        values["name"] = body.name
+    async with services.uow.transaction() as db:
+        if values:
+            changed = await db.execute(
+                saved_funnels.update().where(saved_funnels.c.id == funnel_id).values(**values)
+            )
+            if not changed.rowcount:
+                raise NotFound(f"no funnel {funnel_id!r}")
+        row = (await db.execute(saved_funnels.select().where(saved_funnels.c.id == funnel_id))).first()
+    if row is None:
+        raise NotFound(f"no funnel {funnel_id!r}")
+    return json_response(_funnel_view(row))
 
 
 @router.delete("/funnels/{funnel_id}", status_code=204)

@@ -17,6 +17,7 @@ from typing import Any, Final
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from trackway.dialects import segment
 from trackway.dialects.tracardi import TrackerPayload
 
 _JSON: Final = "application/json"
@@ -34,6 +35,7 @@ ERROR_REASONS: Final[dict[int, str]] = {
     413: "The body is over TRACKWAY_MAX_BODY_BYTES, or the batch over TRACKWAY_MAX_BATCH_EVENTS.",
     415: "The body is not of a media type this operation reads.",
     422: "The input parsed but is wrong; `detail` lists each problem with its `loc`.",
+    429: "The source's rate limit is exceeded: retry after `Retry-After` seconds.",
     503: "The database cannot be reached, or too many connections are open: retry later.",
 }
 
@@ -147,6 +149,55 @@ _TRACIFY_BODY: Final = {
     },
 }
 _GIF: Final = {"image/gif": {"schema": {"type": "string", "format": "binary"}}}
+_SEGMENT_CALL: Final = {
+    "type": "object",
+    "description": "A Segment call: userId and/or anonymousId, messageId (the dedup key), "
+    "timestamp / originalTimestamp / sentAt, context, integrations; track: event, properties; "
+    "identify: traits; page/screen: name, category, properties; group: groupId, traits; "
+    "alias: previousId, userId. At most 32 KB.",
+    "properties": {
+        "type": {"type": "string", "enum": list(segment.CALL_TYPES)},
+        "userId": {"type": "string"},
+        "anonymousId": {"type": "string"},
+        "messageId": {"type": "string"},
+        "event": {"type": "string"},
+        "properties": {"type": "object"},
+        "traits": {"type": "object"},
+        "context": {"type": "object"},
+        "writeKey": {"type": "string", "description": "The source id, unless sent as Basic auth."},
+    },
+}
+_SEGMENT_BATCH: Final = {
+    "type": "object",
+    "required": ["batch"],
+    "properties": {
+        "batch": {"type": "array", "maxItems": segment.MAX_BATCH_CALLS, "items": _SEGMENT_CALL},
+        "context": {"type": "object"},
+        "integrations": {"type": "object"},
+        "sentAt": {"type": "string"},
+        "writeKey": {"type": "string", "description": "The source id, unless sent as Basic auth."},
+    },
+}
+
+
+def _segment(batch: bool) -> dict[str, Any]:
+    schema = _SEGMENT_BATCH if batch else _SEGMENT_CALL
+    return {
+        "parameters": [
+            _param(
+                "Authorization",
+                "Basic auth: the write key (a segment source's id) as user name, empty password.",
+                where="header",
+            ),
+            _param("Content-Encoding", "gzip, or none.", where="header"),
+        ],
+        "requestBody": {
+            "required": True,
+            "description": "JSON, also as text/plain (analytics.js); gzip with Content-Encoding: gzip.",
+            "content": {_JSON: {"schema": schema}, "text/plain": {"schema": {"type": "string"}}},
+        },
+        "errors": (400, 401, 403, 408, 413, 503),
+    }
 
 
 def _tracktor(path: str, method: str) -> dict[str, Any]:
@@ -159,10 +210,10 @@ def _tracktor(path: str, method: str) -> dict[str, Any]:
     operation: dict[str, Any] = {"success_content": {_JSON: {}, **_GIF}}
     if method == "get":
         operation["parameters"] = [_param(n, t, required=n in required[path]) for n, t in fields.items()]
-        operation["errors"] = (401, 403, 413, 422, 503)
+        operation["errors"] = (401, 403, 413, 422, 429, 503)
     else:
         operation["requestBody"] = {"required": True, "content": {_FORM: _form(fields, required[path])}}
-        operation["errors"] = (401, 403, 408, 413, 415, 422, 503)
+        operation["errors"] = (401, 403, 408, 413, 415, 422, 429, 503)
     return operation
 
 
@@ -182,7 +233,7 @@ def _collector_operations(model_schemas: dict[str, Any]) -> dict[tuple[str, str]
                 },
             },
             "success_content": {_JSON: {}, **_GIF},
-            "errors": (401, 403, 408, 413, 422, 503),
+            "errors": (401, 403, 408, 413, 422, 429, 503),
         },
         ("/track", "get"): _tracktor("/track", "get"),
         ("/set", "get"): _tracktor("/set", "get"),
@@ -196,15 +247,16 @@ def _collector_operations(model_schemas: dict[str, Any]) -> dict[tuple[str, str]
                 "description": "The same fields as a form body (a form field wins over the query's).",
                 "content": {_FORM: _form(_INSEND_FIELDS)},
             },
-            "errors": (401, 403, 408, 413, 415, 422, 503),
+            "errors": (401, 403, 408, 413, 415, 422, 429, 503),
         },
         ("/tracify/events", "post"): {
             "parameters": [
                 _param("X-API-Key", "The tracify source's secret.", required=True, where="header")
             ],
             "requestBody": {"required": True, "content": {_JSON: {"schema": _TRACIFY_BODY}}},
-            "errors": (401, 403, 408, 413, 422, 503),
+            "errors": (401, 403, 408, 413, 422, 429, 503),
         },
+        **{(path, "post"): _segment(type_ is None) for path, type_ in segment.ROUTES},
         **{
             (path, "get"): {
                 "parameters": [
@@ -253,6 +305,10 @@ _API_ERRORS: Final[dict[tuple[str, str], tuple[int, ...]]] = {
     ("/api/funnels/{funnel_id}", "delete"): (401, 404, 503),
     ("/api/funnels/{funnel_id}/people", "get"): (401, 404, 503),
     ("/api/overview", "get"): (401, 503),
+    ("/api/rejections", "get"): (401, 503),
+    ("/api/rejections/{rejection_id}", "get"): (401, 404, 503),
+    ("/api/rejections/{rejection_id}/replay", "post"): (400, 401, 404, 408, 409, 413, 503),
+    ("/api/rejections/replay", "post"): (400, 401, 408, 413, 503),
     ("/readyz", "get"): (503,),
 }
 

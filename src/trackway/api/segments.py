@@ -18,7 +18,7 @@ from trackway.api.deps import AdminAuth, Limit, only_params
 from trackway.api.inputs import PathId, StorableText
 from trackway.api.people import CursorText, Order, Sort, people_cursor, people_page
 from trackway.db import segments as segments_db
-from trackway.errors import NotFound
+from trackway.errors import Conflict, NotFound, ValidationFailed
 from trackway.responses import json_response
 from trackway.services import Services
 
@@ -48,6 +48,9 @@ class Preview(BaseModel):
     sort: Sort = "last_seen_at"
     order: Order = "desc"
     limit: int = Field(100, ge=1, le=1000)
+    include_bots: bool = Field(
+        False, description='Let bots\' events (flagged "bot": true) match the event conditions too.'
+    )
 
 
 @router.post("", status_code=201)
@@ -80,6 +83,7 @@ async def preview_segment(body: Annotated[Preview, Body()], services: Services) 
         limit=body.limit,
         after=None,
         with_size=True,
+        include_bots=body.include_bots,
     )
     return json_response(answer)
 
@@ -108,6 +112,20 @@ async def update_segment(
     return json_response(view)
 
 
+def _stored_condition(segment: dict[str, Any]) -> dict[str, Any]:
+    """The saved condition, checked again: one saved by an older Trackway, or edited in the
+    database, may no longer be valid. That is a 409 that says to fix it, not a 500."""
+    try:
+        return parse_condition(segment["condition"], ("segment", "condition"))
+    except ValidationFailed as exc:
+        first = exc.detail[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise Conflict(
+            f"segment {segment['id']!r} has a stored condition that is no longer valid "
+            f"({where}: {first['msg']}); replace it with PATCH /api/segments/{segment['id']}"
+        ) from None
+
+
 @router.delete("/{segment_id}", status_code=204)
 async def delete_segment(segment_id: PathId, services: Services) -> Response:
     if not await segments_db.delete_segment(services.uow, segment_id):
@@ -115,7 +133,10 @@ async def delete_segment(segment_id: PathId, services: Services) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/{segment_id}/people", dependencies=[Depends(only_params("sort", "order", "limit", "cursor"))])
+@router.get(
+    "/{segment_id}/people",
+    dependencies=[Depends(only_params("sort", "order", "limit", "cursor", "include_bots"))],
+)
 async def segment_people(
     segment_id: PathId,
     services: Services,
@@ -123,6 +144,9 @@ async def segment_people(
     order: Order = "desc",
     limit: Limit = 100,
     cursor: Annotated[CursorText, Query()] = None,
+    include_bots: Annotated[
+        bool, Query(description="Let bots' events match the segment's event conditions too.")
+    ] = False,
 ) -> Response:
     """The segment's members now (``size``: how many), a page at a time."""
     after = people_cursor(cursor, sort, order == "desc", ("query", "cursor"))
@@ -132,7 +156,7 @@ async def segment_people(
         raise NotFound(f"no segment {segment_id!r}")
     answer = await people_page(
         services,
-        where=segment["condition"],
+        where=_stored_condition(segment),
         source=None,
         identity=None,
         last_seen_after=None,
@@ -142,5 +166,6 @@ async def segment_people(
         limit=limit,
         after=after,
         with_size=True,
+        include_bots=include_bots,
     )
     return json_response({"segment": {"id": segment["id"], "name": segment["name"]}, **answer})

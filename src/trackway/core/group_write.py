@@ -593,6 +593,7 @@ class GroupWrite:
             rows.properties.append(event.properties)
             rows.context.append(event.context)
             rows.dedup_key.append(key)
+            rows.bot.append(batch.bot)
             self.pending.owner.append(index)
             stored.append(event_id)
             keys.append(key)
@@ -621,6 +622,7 @@ class GroupWrite:
             rows.properties.append(outcome.properties())
             rows.context.append(dict(cart_rules.CONTEXT))
             rows.dedup_key.append(cart_rules.dedup_key(outcome.lifecycle_id))
+            rows.bot.append(batch.bot)
             self.pending.owner.append(-1)
 
     # --- merges: rare, on the rows ----------------------------------------------------------
@@ -730,18 +732,7 @@ class GroupWrite:
         if pending.carts:
             await self.store.save_carts(
                 [
-                    CartRow(
-                        pid,
-                        sid,
-                        cart.items,
-                        str(cart_rules.total(cart.items)),
-                        at,
-                        cart.lifecycle_id,
-                        cart.lifecycle_started_at,
-                        cart.outcome,
-                        cart.outcome_at,
-                        cart.outcome_due_at,
-                    )
+                    CartRow(pid, sid, cart, str(cart_rules.total(cart.items)), at)
                     for (pid, sid), (cart, at) in sorted(pending.carts.items())
                 ]
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import secrets
 import time
@@ -14,11 +15,13 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from trackway import requestlog
+from trackway.core.ratelimit import TokenBuckets
 from trackway.core.uow import UnitOfWork
 from trackway.db.models import sources
 from trackway.errors import Conflict, InvalidSource, NotFound, OriginNotAllowed, ValidationFailed
 
-DIALECTS = ("tracardi", "tracktor", "insend", "tracify")
+DIALECTS = ("tracardi", "tracktor", "insend", "tracify", "segment")
 #: Dialects whose clients prove themselves with the source secret: one is made if none is given.
 SECRET_REQUIRED = frozenset({"tracify"})
 #: A source id: also what a collector request may name, so anything else is refused before a lookup.
@@ -27,6 +30,9 @@ SOURCE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 DEFAULT_CART_ABANDON_AFTER = 3600
 #: ``cart_abandon_after`` may be one second (tests) to a year.
 CART_ABANDON_AFTER_RANGE = (1, 365 * 24 * 3600)
+#: ``rate_limit_per_second``: one request in 1,000 seconds to a million a second.
+RATE_LIMIT_RANGE = (0.001, 1_000_000.0)
+MAX_RATE_LIMIT_BURST = 10_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,9 @@ class SourceInfo:
     allowed_origins: tuple[str, ...]
     created_at: datetime
     cart_abandon_after: int = DEFAULT_CART_ABANDON_AFTER
+    #: Requests per second each process accepts (``None``: no limit), and the burst above it.
+    rate_limit_per_second: float | None = None
+    rate_limit_burst: int | None = None
 
     def public(self) -> dict[str, Any]:
         """The source as the admin API and the CLI show it."""
@@ -69,6 +78,8 @@ def _info(row: Any) -> SourceInfo:
         allowed_origins=tuple(row.allowed_origins or ()),
         created_at=row.created_at,
         cart_abandon_after=row.cart_abandon_after,
+        rate_limit_per_second=row.rate_limit_per_second,
+        rate_limit_burst=row.rate_limit_burst,
     )
 
 
@@ -78,6 +89,24 @@ def _check_abandon_after(value: Any) -> None:
         raise ValidationFailed.field(
             ("body", "cart_abandon_after"), f"whole seconds from {low} to {high}", "int_range"
         )
+
+
+def _check_rate_limit(rate: Any, burst: Any) -> None:
+    """A rate from 0.001 to a million per second, a burst from 1 to ten million, a burst only with a rate."""
+    low, high = RATE_LIMIT_RANGE
+    if rate is not None and (
+        type(rate) not in (int, float) or not math.isfinite(rate) or not low <= rate <= high
+    ):
+        raise ValidationFailed.field(
+            ("body", "rate_limit_per_second"), f"requests per second from {low} to {high:g}, or null"
+        )
+    if burst is not None:
+        if type(burst) is not int or not 1 <= burst <= MAX_RATE_LIMIT_BURST:
+            raise ValidationFailed.field(
+                ("body", "rate_limit_burst"), f"whole requests from 1 to {MAX_RATE_LIMIT_BURST}, or null"
+            )
+        if rate is None:
+            raise ValidationFailed.field(("body", "rate_limit_burst"), "a burst needs rate_limit_per_second")
 
 
 def _check_fields(
@@ -112,9 +141,12 @@ async def create_source(
     allowed_origins: list[str] | None = None,
     enabled: bool = True,
     cart_abandon_after: int = DEFAULT_CART_ABANDON_AFTER,
+    rate_limit_per_second: float | None = None,
+    rate_limit_burst: int | None = None,
 ) -> SourceInfo:
     origins = _check_fields(dialect=dialect, source_id=source_id, origins=allowed_origins or [])
     _check_abandon_after(cart_abandon_after)
+    _check_rate_limit(rate_limit_per_second, rate_limit_burst)
     if secret is None and dialect in SECRET_REQUIRED:
         secret = secrets.token_urlsafe(32)
     if signed_only and not secret:
@@ -129,6 +161,8 @@ async def create_source(
         "allowed_origins": origins,
         "created_at": datetime.now(UTC),
         "cart_abandon_after": cart_abandon_after,
+        "rate_limit_per_second": rate_limit_per_second,
+        "rate_limit_burst": rate_limit_burst,
     }
     try:
         async with uow.transaction() as db:
@@ -141,9 +175,21 @@ async def create_source(
 async def update_source(uow: UnitOfWork, source_id: str, changes: dict[str, Any]) -> SourceInfo:
     """Change ``enabled``, ``name``, ``secret``, ``signed_only``, ``allowed_origins`` or
     ``cart_abandon_after`` (which applies to carts from their next change on: a cart already
-    waiting keeps the due time it was given)."""
-    allowed = {"enabled", "name", "secret", "signed_only", "allowed_origins", "cart_abandon_after"}
+    waiting keeps the due time it was given), ``rate_limit_per_second`` (``None`` lifts the
+    limit, and its burst with it) or ``rate_limit_burst`` (``None``: one second's worth)."""
+    allowed = {
+        "enabled",
+        "name",
+        "secret",
+        "signed_only",
+        "allowed_origins",
+        "cart_abandon_after",
+        "rate_limit_per_second",
+        "rate_limit_burst",
+    }
     values = {k: v for k, v in changes.items() if k in allowed}
+    if "rate_limit_per_second" in values and values["rate_limit_per_second"] is None:
+        values["rate_limit_burst"] = None
     if "cart_abandon_after" in values:
         _check_abandon_after(values["cart_abandon_after"])
     if "allowed_origins" in values:
@@ -154,6 +200,10 @@ async def update_source(uow: UnitOfWork, source_id: str, changes: dict[str, Any]
         current = (await db.execute(select(sources).where(sources.c.id == source_id))).first()
         if current is None:
             raise NotFound(f"no source {source_id!r}")
+        _check_rate_limit(
+            values.get("rate_limit_per_second", current.rate_limit_per_second),
+            values.get("rate_limit_burst", current.rate_limit_burst),
+        )
         secret = values.get("secret", current.secret)
         if values.get("signed_only", current.signed_only) and not secret:
             raise ValidationFailed.field(("body", "signed_only"), "signed_only needs a secret")
@@ -191,6 +241,8 @@ class SourceDirectory:
         self._pending: dict[str, asyncio.Future[SourceInfo | None]] = {}
         #: Bumped by ``invalidate``: a lookup started before it must not refill the cache.
         self._generation = 0
+        #: Rate limits, beside the cache that hands them each request's source.
+        self.buckets = TokenBuckets()
 
     async def get(self, source_id: str) -> SourceInfo | None:
         hit = self._cache.get(source_id)
@@ -226,10 +278,17 @@ class SourceDirectory:
         refused before any lookup: it names no source, and the database need not see it.
         """
         if type(source_id) is not str or not SOURCE_ID_RE.fullmatch(source_id):
-            raise InvalidSource()
+            raise InvalidSource(reason="bad_source_id")
+        requestlog.note_source(source_id, dialect)  # safe to log: the pattern above holds no data
         info = await self.get(source_id)
-        if info is None or not info.enabled or info.dialect != dialect:
+        if info is None:
             raise InvalidSource()
+        if info.dialect != dialect:
+            raise InvalidSource(reason="wrong_dialect")
+        if not info.enabled:
+            raise InvalidSource(reason="disabled_source")
         if not info.allows_origin(origin):
             raise OriginNotAllowed()
+        if info.rate_limit_per_second is not None:
+            self.buckets.take(info.id, info.rate_limit_per_second, info.rate_limit_burst)
         return info
