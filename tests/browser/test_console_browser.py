@@ -27,7 +27,8 @@ EMAIL = "ann.console@example.com"
 # What a visitor's browser says: a client that calls itself python-httpx is a bot to Trackway,
 # and bots are left out of segments, metrics and funnels.
 BROWSER = {
-    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0 Safari/537.36"
 }
 
 # Every field needs a label (or an aria-label); hidden inputs carry no text a person types.
