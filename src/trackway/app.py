@@ -12,11 +12,12 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from trackway import __version__, logsafe
-from trackway.api import analytics, demo, health, openapi, people, profiles, segments
+from trackway.api import analytics, demo, docs, health, openapi, overview, people, profiles, segments
 from trackway.api import errors as api_errors
 from trackway.api import metrics as metrics_api
 from trackway.api import rejections as rejections_api
 from trackway.api import sources as sources_api
+from trackway.console import routes as console
 from trackway.core.bots import BotPolicy
 from trackway.core.cart_outcomes import OutcomeJob
 from trackway.core.group_commit import GroupCommitWriter
@@ -106,6 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await retention.close()
             await outcomes.close()
+            if getattr(app.state, "console_client", None) is not None:
+                await app.state.console_client.aclose()
             await writer.close()  # drain: every queued batch is written first
             await engine.dispose()
 
@@ -114,6 +117,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Customer data platform collector: Tracardi, Tracktor.io, InSend and Tracify dialects.",
         lifespan=lifespan,
+        # /docs is served from the package below (docs.py); FastAPI's own pages load a CDN.
+        docs_url=None,
+        redoc_url=None,
         **_telemetry_option(settings.opentelemetry),
     )
     # Snippets post from other sites. Preflights are answered for any origin; the
@@ -151,5 +157,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(demo.router)
     app.include_router(metrics_api.router)
     app.include_router(rejections_api.router)
+    app.include_router(overview.router)
+    docs.install(app)
+    if settings.console:
+        app.include_router(console.router)
+        console.mount_static(app)
     openapi.install(app)
     return app

@@ -176,6 +176,10 @@ class Settings(BaseSettings):
         "snippet the CLI prints; unset, the listen address (a wildcard host as localhost).",
     )
     demo: bool = Field(False, description="Serve the demo page at /demo.")
+    console: bool = Field(True, description="Serve the operator's console at /console.")
+    console_session_hours: float = Field(
+        12, gt=0, le=24 * 30, description="How long a console sign-in lasts before it asks again."
+    )
     metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics (no auth); off: 404.")
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
         "info", description="Level of the server's log (info: one line per request)."

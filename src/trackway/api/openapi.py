@@ -101,7 +101,7 @@ _TRACKTOR_FIELDS: Final[dict[str, dict[str, str]]] = {
         "id": "The person id (1-255 characters).",
         "sign": "Hex HMAC-SHA256 of id, keyed with the source secret (secure mode).",
         "action": "The event type (1-255 characters); setCart, cancelCart and purchaseCart also "
-        "change the person's cart (seed 4.5, README 'Tracktor.io').",
+        "change the person's cart.",
         "data": "A JSON object: the event's properties; for the cart actions, the cart object "
         "(totalprice, and products of name, price, count).",
     },
@@ -306,12 +306,85 @@ _API_ERRORS: Final[dict[tuple[str, str], tuple[int, ...]]] = {
     ("/api/funnels/{funnel_id}", "delete"): (401, 404, 503),
     ("/api/funnels/{funnel_id}", "patch"): (400, 401, 404, 408, 413, 503),
     ("/api/funnels/{funnel_id}/people", "get"): (401, 404, 503),
+    ("/api/overview", "get"): (401, 503),
     ("/api/rejections", "get"): (401, 503),
     ("/api/rejections/{rejection_id}", "get"): (401, 404, 503),
     ("/api/rejections/{rejection_id}/replay", "post"): (400, 401, 404, 408, 409, 413, 503),
     ("/api/rejections/replay", "post"): (400, 401, 408, 413, 503),
     ("/readyz", "get"): (503,),
 }
+
+
+#: What each operation does, in the words of the people who call it: FastAPI takes a route's
+#: docstring, which is written for the code's readers. Operations not listed keep theirs.
+_WORDS: Final[dict[tuple[str, str], tuple[str, str]]] = {
+    ("/track", "post"): (
+        "Send events (Tracardi tracker payload, or a Tracktor form)",
+        "The browser tracker and Tracardi integrations post here: a source id, the visitor's session "
+        "and profile ids when known, and a list of events. The answer names the profile id the client "
+        "keeps. A form body (`sid`, `id`, `action`, `data`) is a Tracktor call instead.",
+    ),
+    ("/track", "get"): (
+        "Tracktor: track an event",
+        "Records the event `action` for the person `id` of the source `sid`, with `data` as its "
+        "properties. `setCart`, `cancelCart` and `purchaseCart` also change the person's cart.",
+    ),
+    ("/set", "get"): (
+        "Tracktor: set a person's properties",
+        "Sets the properties in `data` on the person `id`; properties not named stay, `null` removes "
+        "one. An `email` also identifies the person across sources.",
+    ),
+    ("/alias", "get"): (
+        "Tracktor: merge two people",
+        "Folds the person `srcid` into `destid` (for example an anonymous visitor who signs in); the "
+        "answer names the person that stays.",
+    ),
+    ("/watch/event", "post"): (
+        "InSend: record a visitor's event",
+        "InSend's JavaScript API: `app_key` names the source, `visitor_uid` a registered visitor or "
+        "`guest_uid` an anonymous one, `data` the event (its `type`, properties and visitor info). "
+        "Fields come in the query string or a form body.",
+    ),
+    ("/tracify/events", "post"): (
+        "Tracify: send a batch of server-side events",
+        "A backend sends page views, product views, add-to-carts, purchases and conversions with "
+        "hashed identities; `X-API-Key` is the source's secret. The batch is stored whole or not at all.",
+    ),
+    ("/api/profiles/{profile_id}/events", "get"): (
+        "A person's events",
+        "The person's events, oldest first (`order=desc`: newest first), a page at a time.",
+    ),
+    ("/api/sessions/{session_id}", "get"): ("A visit", "One visit: its source, person, times and context."),
+    ("/api/people/search", "post"): (
+        "Search people",
+        "The filters of `GET /api/people` as a JSON body; `size: true` also counts every match.",
+    ),
+    ("/api/segments", "get"): ("List segments", "Every saved segment with its condition."),
+    ("/api/segments", "post"): (
+        "Create a segment",
+        "Save a condition under a name; its members are whoever matches.",
+    ),
+    ("/api/segments/{segment_id}", "get"): ("A segment", "A saved segment and its condition."),
+    ("/api/segments/{segment_id}", "patch"): ("Change a segment", "Rename it or change its condition."),
+    ("/api/segments/{segment_id}", "delete"): (
+        "Delete a segment",
+        "Deletes the segment; people are untouched.",
+    ),
+    ("/api/metrics", "get"): ("List metrics", "Every saved metric's definition."),
+    ("/api/metrics/{metric_id}", "delete"): ("Delete a metric", "Deletes the saved metric."),
+    ("/api/funnels", "get"): ("List funnels", "Every saved funnel's steps."),
+    ("/api/funnels", "post"): (
+        "Create a funnel",
+        "Save a funnel's steps (event types, in order) under a name.",
+    ),
+    ("/api/funnels/{funnel_id}", "delete"): ("Delete a funnel", "Deletes the saved funnel."),
+    ("/api/funnels/{funnel_id}/people", "get"): (
+        "People at a funnel step",
+        "The people who reached step `step` (from 1) in the range: id, email and last action.",
+    ),
+}
+_WORDS[("/set", "post")] = _WORDS[("/set", "get")]
+_WORDS[("/alias", "post")] = _WORDS[("/alias", "get")]
 
 
 def _error_responses(codes: tuple[int, ...]) -> dict[str, Any]:
@@ -338,10 +411,16 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
     schemas["Error"] = ERROR_SCHEMA
     ref = "#/components/schemas/{model}"
     schemas["TrackerPayload"] = _lift_defs(TrackerPayload.model_json_schema(ref_template=ref), schemas)
+    schemas["TrackerPayload"]["description"] = (
+        "What Tracardi's tracker sends: the source, the visit (session) and person (profile) ids when "
+        "known, page context and the events; keys Trackway does not use are accepted and ignored."
+    )
     model_schemas = {"TrackerPayload": {"$ref": "#/components/schemas/TrackerPayload"}}
     collectors = _collector_operations(model_schemas)
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
+            if (path, method) in _WORDS:
+                operation["summary"], operation["description"] = _WORDS[(path, method)]
             extra = collectors.get((path, method))
             responses: dict[str, Any] = operation.setdefault("responses", {})
             if extra is not None:
