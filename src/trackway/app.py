@@ -13,12 +13,15 @@ from starlette.middleware.cors import CORSMiddleware
 
 from trackway import __version__, logsafe
 from trackway.api import analytics, demo, health, openapi, people, profiles, segments
+from trackway.api import erasures as erasures_api
 from trackway.api import errors as api_errors
 from trackway.api import metrics as metrics_api
 from trackway.api import sources as sources_api
+from trackway.core import erasure, retention
 from trackway.core.cart_outcomes import OutcomeJob
 from trackway.core.group_commit import GroupCommitWriter
 from trackway.core.ingest import DirectWriter, Writer
+from trackway.core.jobs import PeriodicJob
 from trackway.core.sessions import describe_device
 from trackway.core.sources import SourceDirectory
 from trackway.db.engine import make_engine
@@ -80,11 +83,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Abandoned carts: due work claimed in the database, so every process may run it.
         outcomes = OutcomeJob(uow, settings.cart_outcomes_interval)
         outcomes.start()
+        # Erasures and retention: due work claimed in the database too (core/jobs.py).
+        erasures = PeriodicJob("erasures", lambda: erasure.run_pass(uow), settings.erasure_interval)
+        app.state.erasure_job = erasures
+        erasures.start()
+        interval = settings.retention_interval
+        retain = PeriodicJob("retention", lambda: retention.run_pass(uow, interval=interval), interval)
+        retain.start()
         try:
             with gc_thresholds(settings.gc_gen0_threshold):
                 yield
         finally:
             await outcomes.close()
+            await erasures.close()
+            await retain.close()
             await writer.close()  # drain: every queued batch is written first
             await engine.dispose()
 
@@ -100,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"],
-        allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
+        allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
         allow_headers=["*"],
         max_age=86400,
     )
@@ -119,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The same collector endpoints as lean Starlette routes, matched first (dialects/routes.py).
     app.router.routes[0:0] = lean_routes(COLLECTOR_ROUTERS)
     app.include_router(sources_api.router)
+    app.include_router(erasures_api.router)
     app.include_router(profiles.router)
     app.include_router(people.router)
     app.include_router(segments.router)

@@ -100,6 +100,20 @@ class Settings(BaseSettings):
         description="Seconds between the passes of the cart outcome job, which abandons carts "
         "due (every process runs it; the work is claimed in the database); 0 disables it here.",
     )
+    erasure_interval: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="Seconds between the passes of the erasure job (a new erasure starts one at "
+        "once in the process that took it); every process runs it, claimed in the database; 0: off here.",
+    )
+    retention_interval: float = Field(
+        3600.0,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="Seconds between the passes of the retention job, which deletes events past "
+        "their source's retention_days (claimed in the database); 0: off in this process.",
+    )
     demo: bool = Field(False, description="Serve the demo page at /demo.")
     metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics (no auth); off: 404.")
     log_level: str = Field("info", description="uvicorn log level.")

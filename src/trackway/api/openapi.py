@@ -252,6 +252,12 @@ _API_ERRORS: Final[dict[tuple[str, str], tuple[int, ...]]] = {
     ("/api/funnels/{funnel_id}", "get"): (401, 404, 503),
     ("/api/funnels/{funnel_id}", "delete"): (401, 404, 503),
     ("/api/funnels/{funnel_id}/people", "get"): (401, 404, 503),
+    ("/api/erasures", "post"): (400, 401, 404, 408, 413, 503),
+    ("/api/erasures", "get"): (401, 503),
+    ("/api/erasures/{erasure_id}", "get"): (401, 404, 503),
+    ("/api/suppressions", "get"): (401, 503),
+    ("/api/suppressions/{suppression_id}", "delete"): (401, 404, 503),
+    ("/api/profiles/{profile_id}/export", "get"): (401, 404, 503),
     ("/readyz", "get"): (503,),
 }
 

@@ -38,6 +38,14 @@ AbandonAfter = Annotated[
         "(a cart-abandoned event).",
     ),
 ]
+RetentionDays = Annotated[
+    int | None,
+    Field(
+        ge=source_service.RETENTION_DAYS_RANGE[0],
+        le=source_service.RETENTION_DAYS_RANGE[1],
+        description="Events older than this many days are deleted by the retention job; null: kept.",
+    ),
+]
 
 
 def source_view(info: SourceInfo, *, show_secret: bool = False) -> dict[str, Any]:
@@ -61,6 +69,7 @@ class SourceCreate(BaseModel):
     signed_only: bool = False
     allowed_origins: Origins = Field(default_factory=list)
     cart_abandon_after: AbandonAfter = source_service.DEFAULT_CART_ABANDON_AFTER
+    retention_days: RetentionDays = None
 
 
 class SourcePatch(BaseModel):
@@ -71,6 +80,7 @@ class SourcePatch(BaseModel):
     signed_only: bool | None = None
     allowed_origins: Origins | None = None
     cart_abandon_after: AbandonAfter | None = None
+    retention_days: RetentionDays = None
 
     @model_validator(mode="after")
     def _one_secret(self) -> SourcePatch:
@@ -91,6 +101,7 @@ async def create_source(body: SourceCreate, services: Services) -> Response:
         signed_only=body.signed_only,
         allowed_origins=body.allowed_origins,
         cart_abandon_after=body.cart_abandon_after,
+        retention_days=body.retention_days,
     )
     services.sources.invalidate(info.id)
     return json_response(source_view(info, show_secret=True), status_code=201)

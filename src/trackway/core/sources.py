@@ -27,6 +27,8 @@ SOURCE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 DEFAULT_CART_ABANDON_AFTER = 3600
 #: ``cart_abandon_after`` may be one second (tests) to a year.
 CART_ABANDON_AFTER_RANGE = (1, 365 * 24 * 3600)
+#: ``retention_days``: events older than this are deleted (``core/retention.py``); ``None``: kept.
+RETENTION_DAYS_RANGE = (1, 3650)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,7 @@ class SourceInfo:
     allowed_origins: tuple[str, ...]
     created_at: datetime
     cart_abandon_after: int = DEFAULT_CART_ABANDON_AFTER
+    retention_days: int | None = None
 
     def public(self) -> dict[str, Any]:
         """The source as the admin API and the CLI show it."""
@@ -69,6 +72,7 @@ def _info(row: Any) -> SourceInfo:
         allowed_origins=tuple(row.allowed_origins or ()),
         created_at=row.created_at,
         cart_abandon_after=row.cart_abandon_after,
+        retention_days=row.retention_days,
     )
 
 
@@ -77,6 +81,14 @@ def _check_abandon_after(value: Any) -> None:
     if type(value) is not int or not low <= value <= high:
         raise ValidationFailed.field(
             ("body", "cart_abandon_after"), f"whole seconds from {low} to {high}", "int_range"
+        )
+
+
+def _check_retention_days(value: Any) -> None:
+    low, high = RETENTION_DAYS_RANGE
+    if value is not None and (type(value) is not int or not low <= value <= high):
+        raise ValidationFailed.field(
+            ("body", "retention_days"), f"whole days from {low} to {high}, or null (kept)", "int_range"
         )
 
 
@@ -112,9 +124,11 @@ async def create_source(
     allowed_origins: list[str] | None = None,
     enabled: bool = True,
     cart_abandon_after: int = DEFAULT_CART_ABANDON_AFTER,
+    retention_days: int | None = None,
 ) -> SourceInfo:
     origins = _check_fields(dialect=dialect, source_id=source_id, origins=allowed_origins or [])
     _check_abandon_after(cart_abandon_after)
+    _check_retention_days(retention_days)
     if secret is None and dialect in SECRET_REQUIRED:
         secret = secrets.token_urlsafe(32)
     if signed_only and not secret:
@@ -129,6 +143,7 @@ async def create_source(
         "allowed_origins": origins,
         "created_at": datetime.now(UTC),
         "cart_abandon_after": cart_abandon_after,
+        "retention_days": retention_days,
     }
     try:
         async with uow.transaction() as db:
@@ -141,9 +156,12 @@ async def create_source(
 async def update_source(uow: UnitOfWork, source_id: str, changes: dict[str, Any]) -> SourceInfo:
     """Change ``enabled``, ``name``, ``secret``, ``signed_only``, ``allowed_origins`` or
     ``cart_abandon_after`` (which applies to carts from their next change on: a cart already
-    waiting keeps the due time it was given)."""
+    waiting keeps the due time it was given) or ``retention_days`` (``None``: kept for ever)."""
     allowed = {"enabled", "name", "secret", "signed_only", "allowed_origins", "cart_abandon_after"}
+    allowed.add("retention_days")
     values = {k: v for k, v in changes.items() if k in allowed}
+    if "retention_days" in values:
+        _check_retention_days(values["retention_days"])
     if "cart_abandon_after" in values:
         _check_abandon_after(values["cart_abandon_after"])
     if "allowed_origins" in values:
