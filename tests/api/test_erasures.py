@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -326,3 +327,17 @@ async def test_suppression_rows_hold_hashes_only(client, uow, sources) -> None:
     text = json.dumps([[str(v) for v in row._mapping.values()] for row in rows])
     for secret in (profile_id, "anon-1", email_sha256("ann@example.com")):
         assert secret not in text
+
+
+@pytest.mark.parametrize("settings_overrides", [{"erasure_interval": 60, "retention_interval": 0}])
+async def test_the_servers_job_starts_at_once_on_a_request(client, uow, sources) -> None:
+    """The process that took the request wakes its job: done long before the 60 s tick."""
+    profile_id = await ann(client)
+    response = await client.post("/api/erasures", json={"profile_id": profile_id}, headers=ADMIN)
+    for _ in range(100):  # bounded: up to 10 s
+        view = (await client.get(f"/api/erasures/{response.json()['id']}", headers=ADMIN)).json()
+        if view["state"] == "done":
+            break
+        await asyncio.sleep(0.1)
+    assert view["state"] == "done"
+    assert await count(uow, "profiles") == 0

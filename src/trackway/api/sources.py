@@ -43,6 +43,7 @@ RetentionDays = Annotated[
     Field(
         ge=source_service.RETENTION_DAYS_RANGE[0],
         le=source_service.RETENTION_DAYS_RANGE[1],
+        strict=True,
         description="Events older than this many days are deleted by the retention job; null: kept.",
     ),
 ]
