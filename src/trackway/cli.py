@@ -290,7 +290,7 @@ def _add_privacy_commands(commands: Any) -> None:
     request.add_argument("--source", help="the source of a source-local identity kind (person, visitor...)")
     request.add_argument("--suppress", action="store_true", help="store nothing later requests send for them")
     listing = verbs.add_parser("list", help="erasures, newest first")
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--limit", type=_batch_size, default=100, help="1-1000 (default 100)")
     show = verbs.add_parser("show", help="one erasure's state and counts")
     show.add_argument("erasure_id")
     run = verbs.add_parser("run", help="work on every erasure not done, now (as the server's job does)")
@@ -300,7 +300,7 @@ def _add_privacy_commands(commands: Any) -> None:
     suppressions.set_defaults(handler=_suppressions)
     verbs = suppressions.add_subparsers(dest="suppressions_command", required=True)
     listing = verbs.add_parser("list", help="suppressed keys (kind, scope, hash), newest first")
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--limit", type=_batch_size, default=100, help="1-1000 (default 100)")
     lift = verbs.add_parser("lift", help="store what a suppressed key sends again")
     lift.add_argument("suppression_id")
 

@@ -341,3 +341,38 @@ async def test_the_servers_job_starts_at_once_on_a_request(client, uow, sources)
         await asyncio.sleep(0.1)
     assert view["state"] == "done"
     assert await count(uow, "profiles") == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "content", "loc"),
+    [
+        ("GET", "/api/erasures/a%00b", None, ["path", "erasure_id"]),
+        ("GET", "/api/erasures/" + "x" * 256, None, ["path", "erasure_id"]),
+        ("DELETE", "/api/suppressions/a%00b", None, ["path", "suppression_id"]),
+        ("GET", "/api/profiles/a%00b/export", None, ["path", "profile_id"]),
+        ("GET", "/api/profiles/" + "x" * 256 + "/export", None, ["path", "profile_id"]),
+        ("POST", "/api/erasures", '{"identity": "person:\\ud800", "source": "s"}', ["body", "identity"]),
+        ("POST", "/api/erasures", '{"profile_id": "a\\u0000b"}', ["body", "profile_id"]),
+        ("POST", "/api/erasures", '{"identity": "person:1", "source": "\\u0000"}', ["body", "source"]),
+        ("POST", "/api/erasures", json.dumps({"profile_id": "x" * 256}), ["body", "profile_id"]),
+        ("POST", "/api/erasures", json.dumps({"identity": "person:" + "x" * 256}), ["body", "identity"]),
+        ("POST", "/api/erasures", json.dumps({"identity": "k" * 33 + ":v"}), ["body", "identity"]),
+        ("POST", "/api/erasures", json.dumps({"identity": "email:" + "a" * 2000}), ["body", "identity"]),
+        ("POST", "/api/erasures", "[1]", ["body"]),
+        ("POST", "/api/erasures", "{", ["body", 1]),
+    ],
+)
+async def test_hostile_input_is_a_422_naming_it(client, uow, sources, method, url, content, loc) -> None:
+    await ann(client)
+    before = await counts(uow)
+    headers = {**ADMIN, "Content-Type": "application/json"}
+    response = await client.request(method, url, content=content, headers=headers)
+    assert response.status_code == 422, response.text
+    assert loc in [error["loc"] for error in response.json()["detail"]], response.json()
+    assert await counts(uow) == before
+    assert await count(uow, "erasures") == 0
+
+
+async def test_an_over_long_email_hash_finds_nobody(client, sources) -> None:
+    body = {"identity": "email_sha256:" + "a" * 600}
+    assert (await client.post("/api/erasures", json=body, headers=ADMIN)).status_code == 404
