@@ -11,6 +11,11 @@
    random preloaded profiles, ``--read-concurrency`` at a time; target p99 < ``--read-p99-ms`` (20).
 5. EXPLAIN (ANALYZE, BUFFERS) of the read query for the sampled profile with the most events and
    for a median one, to show which index serves it (this script never changes the schema).
+6. ``queries``: the read side's questions (``bench/queries.py``): a 4-step funnel, a daily metric of
+   each type and a segment over 30 days (p50 < 1 s, p99 < 2 s), people by a trait and events by
+   type and day (p99 < 100 ms), one at a time, ``--query-reps`` times each.
+
+``--only queries`` runs step 6 alone on the preloaded database (preloading it if needed).
 
 Both ingest runs check that the database gained exactly the acknowledged events. Prints a summary,
 writes ``bench/results/scale-latest.json``, exits non-zero when a check failed or a target was missed.
@@ -35,6 +40,7 @@ from typing import Any
 import asyncpg
 import harness
 import preload
+import queries
 from harness import fmt
 
 EMPTY_DATABASE = "trackway_bench"
@@ -427,6 +433,21 @@ def read_pass(
     return result
 
 
+def query_pass(args: argparse.Namespace, tmp: Path) -> list[queries.QueryResult]:
+    """The read side's questions against a server on the preloaded database, nothing else running."""
+    token = secrets.token_urlsafe(24)
+    env = harness.trackway_env(harness.pg_url(args.pg_url, SCALE_DATABASE, "postgresql+asyncpg"), token)
+    port = harness.free_port()
+    log(f"== queries: funnel, the seven metrics, a segment, people and events lists ({args.query_reps} each)")
+    with harness.running_server(
+        harness.trackway_command(port, 1), env, port, "/readyz", tmp / "queries.log"
+    ) as server:
+        results = queries.run(server.base, token, reps=args.query_reps)
+    for line in queries.summary_lines(results):
+        log(f"  {line}")
+    return results
+
+
 def run_scale(
     args: argparse.Namespace, tmp: Path
 ) -> tuple[list[IngestResult], list[ReadResult], dict[str, str]]:
@@ -488,6 +509,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--reuse", action="store_true", help=f"reuse {SCALE_DATABASE} if it is already preloaded"
     )
+    parser.add_argument("--query-reps", type=int, default=10, help="times each question is asked (10)")
+    parser.add_argument(
+        "--only", choices=("queries",), help="run one step alone on the preloaded database (queries)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--pg-url", default=harness.DEFAULT_PG_URL, help="PostgreSQL admin URL")
     parser.add_argument("--out", type=Path, default=harness.RESULTS_DIR / "scale-latest.json")
@@ -503,10 +528,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     harness.ensure_wrk()
     started = time.monotonic()
+    if args.only == "queries":
+        return only_queries(args)
     with tempfile.TemporaryDirectory(prefix="trackway-scale-") as tmp:
         empty = run_empty(args, Path(tmp))
         preloaded = prepare_scale(args)
         scales, reads, plans = run_scale(args, Path(tmp))
+        answers = query_pass(args, Path(tmp))
     scale, read = scales[0], reads[-1]
     ratio = scale.requests_per_s / empty.requests_per_s if empty.requests_per_s else 0.0
     history_ratio = scales[1].requests_per_s / empty.requests_per_s if empty.requests_per_s else 0.0
@@ -517,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if read.p99_ms is None or read.p99_ms >= args.read_p99_ms:
         problems.append(f"read p99 {fmt(read.p99_ms, 1)} ms is not under the {args.read_p99_ms:g} ms target")
+    problems.extend(f"{q.name}: missed" for q in answers if not q.ok)
     for r in reads:
         if r.non_2xx or r.reads_ok != r.profiles:
             problems.append(
@@ -570,6 +599,9 @@ def main(argv: list[str] | None = None) -> int:
             f"GET /api/profiles/{{id}}/events?limit={args.read_limit}, {r.profiles} profiles, "
             f"{read_summary(r)}{target}"
         )
+    print("\nRead side, one question at a time (issue 15):")
+    for line in queries.summary_lines(answers):
+        print(f"  {line}")
     for name, plan in plans.items():
         print(f"\nEXPLAIN (ANALYZE, BUFFERS), {name}:\n{plan}")
     report = {
@@ -588,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         "ingest_ratio_history": history_ratio,
         "read": [asdict(r) for r in reads],
         "explain": plans,
+        "queries": [{**asdict(q), "ok": q.ok} for q in answers],
         "problems": problems,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -596,6 +629,30 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         print(f"bench-scale: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def only_queries(args: argparse.Namespace) -> int:
+    """``--only queries``: the read side's questions on the preloaded database, nothing else."""
+    args.reuse = True
+    with tempfile.TemporaryDirectory(prefix="trackway-scale-") as tmp:
+        preloaded = prepare_scale(args)
+        answers = query_pass(args, Path(tmp))
+    out = args.out.with_name("scale-queries-latest.json")
+    out.write_text(
+        json.dumps(
+            {
+                "kind": "bench-scale queries",
+                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "preload": preloaded,
+                "queries": [{**asdict(q), "ok": q.ok} for q in answers],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print("\n".join(queries.summary_lines(answers)))
+    print(f"\nresults: {out}")
+    return 0 if all(q.ok for q in answers) else 1
 
 
 if __name__ == "__main__":

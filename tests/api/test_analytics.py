@@ -595,3 +595,65 @@ async def test_a_where_value_json_cannot_hold_is_422(client) -> None:
     response = await client.post("/api/metrics/query", content=body, headers=headers)
     assert response.status_code == 422
     assert any(e["loc"][:4] == ["body", "where", 0, "value"] for e in response.json()["detail"])
+
+
+async def test_patch_a_saved_metric(client, uow, tracardi_source) -> None:
+    await person(uow, "p", [("Visit", "2024-03-01 10:00"), ("Buy", "2024-03-01 11:00")])
+    created = await client.post(
+        "/api/metrics", json={"name": "Visits", "type": "people_who_did", "event": "Visit"}, headers=ADMIN
+    )
+    metric_id = created.json()["id"]
+    renamed = await client.patch(f"/api/metrics/{metric_id}", json={"name": "Site visits"}, headers=ADMIN)
+    assert renamed.status_code == 200, renamed.text
+    assert (renamed.json()["name"], renamed.json()["event"]) == ("Site visits", "Visit")
+    # A type that needs a second event, without one: 422 naming it, nothing changed.
+    bad = await client.patch(f"/api/metrics/{metric_id}", json={"type": "conversion_rate"}, headers=ADMIN)
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "second_event"]
+    unknown = await client.patch(f"/api/metrics/{metric_id}", json={"colour": "red"}, headers=ADMIN)
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"][0]["loc"] == ["body", "colour"]
+    changed = await client.patch(
+        f"/api/metrics/{metric_id}",
+        json={"type": "conversion_rate", "second_event": "Buy"},
+        headers=ADMIN,
+    )
+    assert changed.status_code == 200, changed.text
+    got = (
+        await client.get(
+            f"/api/metrics/{metric_id}", params={"from": "2024-03-01", "to": "2024-03-01"}, headers=ADMIN
+        )
+    ).json()
+    assert (got["name"], got["type"], got["second_event"]) == ("Site visits", "conversion_rate", "Buy")
+    assert got["result"]["value"] == 1.0
+    # ``null`` clears a clearable field (and the type then needs it again: 422).
+    cleared = await client.patch(f"/api/metrics/{metric_id}", json={"second_event": None}, headers=ADMIN)
+    assert cleared.status_code == 422
+    assert (await client.patch("/api/metrics/nope", json={"name": "x"}, headers=ADMIN)).status_code == 404
+
+
+async def test_patch_a_saved_funnel(client, uow, tracardi_source) -> None:
+    await person(uow, "p", [("A", "2024-03-01 10:00"), ("C", "2024-03-01 10:05")])
+    created = await client.post(
+        "/api/funnels", json={"name": "AB", "steps": ["A", "B"], "source": "elsewhere"}, headers=ADMIN
+    )
+    funnel_id = created.json()["id"]
+    patched = await client.patch(
+        f"/api/funnels/{funnel_id}", json={"steps": ["A", "C"], "source": None}, headers=ADMIN
+    )
+    assert patched.status_code == 200, patched.text
+    assert (patched.json()["name"], patched.json()["steps"], patched.json()["source"]) == (
+        "AB",
+        ["A", "C"],
+        None,
+    )
+    got = (
+        await client.get(
+            f"/api/funnels/{funnel_id}", params={"from": "2024-03-01", "to": "2024-03-01"}, headers=ADMIN
+        )
+    ).json()
+    assert [s["people"] for s in got["steps"]] == [1, 1]
+    short = await client.patch(f"/api/funnels/{funnel_id}", json={"steps": ["A"]}, headers=ADMIN)
+    assert short.status_code == 422
+    assert short.json()["detail"][0]["loc"] == ["body", "steps"]
+    assert (await client.patch("/api/funnels/nope", json={"name": "x"}, headers=ADMIN)).status_code == 404

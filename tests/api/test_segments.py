@@ -172,3 +172,29 @@ async def test_preview_and_paged_members(client, uow, tracardi_source) -> None:
         if cursor is None:
             break
     assert seen == ids
+
+
+async def test_a_stored_condition_that_no_longer_compiles_is_a_409(client, uow) -> None:
+    """A condition saved by an older Trackway (or edited in the database) is never a 500."""
+    from sqlalchemy import update
+
+    from trackway.db.models import segments
+
+    created = await client.post(
+        "/api/segments", headers=ADMIN, json={"name": "old", "condition": {"property": "a", "op": "exists"}}
+    )
+    segment_id = created.json()["id"]
+    async with uow.transaction() as db:
+        await db.execute(
+            update(segments)
+            .where(segments.c.id == segment_id)
+            .values(condition={"property": "a", "op": "near"})
+        )
+    members = await client.get(f"/api/segments/{segment_id}/people", headers=ADMIN)
+    assert members.status_code == 409, members.text
+    assert "PATCH" in members.json()["detail"]
+    fixed = await client.patch(
+        f"/api/segments/{segment_id}", headers=ADMIN, json={"condition": {"property": "a", "op": "exists"}}
+    )
+    assert fixed.status_code == 200
+    assert (await client.get(f"/api/segments/{segment_id}/people", headers=ADMIN)).status_code == 200

@@ -3,68 +3,30 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.faults import harness
 from tests.helpers import fixture
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "TRACKWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}",
-        "TRACKWAY_ADMIN_TOKEN": "e2e-token",
-        "TRACKWAY_LOG_LEVEL": "warning",
-    }
-    process = subprocess.Popen(
-        [str(BIN / "trackway"), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}"
+    process = harness.Server(database_url, tmp_path / "server.log", TRACKWAY_ADMIN_TOKEN="e2e-token")
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"trackway serve exited with {process.returncode}:\n{output}")
-            time.sleep(0.1)
-        else:
-            pytest.fail("trackway serve did not become ready within 30 s")
-        yield base, env
+        process.wait_ready()
+        yield process.base, process.env
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.stop()
 
 
 def test_newcomer_flow_over_http(server: tuple[str, dict[str, str]]) -> None:

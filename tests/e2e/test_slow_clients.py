@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,41 +31,18 @@ STALLED = 200
 def slow_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'slow.db'}"
     source_id = harness.create_source(database_url)
-    port = harness.free_port()
-    env = harness.server_env(
+    server = harness.Server(
         database_url,
+        tmp_path / "server.log",
+        ulimit_files=256,
         TRACKWAY_HEADER_TIMEOUT_SECONDS=str(DEADLINE),
         TRACKWAY_BODY_TIMEOUT_SECONDS=str(DEADLINE),
     )
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(
-        ["bash", "-c", f'ulimit -n 256 && exec "{harness.BIN / "trackway"}" serve --port {port}'],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, (tmp_path / "server.log").read_text()
-            time.sleep(0.1)
-        else:
-            pytest.fail("trackway serve was not ready within 30 s")
-        yield base, source_id
+        server.wait_ready()
+        yield server.base, source_id
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        server.stop()
 
 
 async def stall(port: int, request: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

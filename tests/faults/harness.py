@@ -78,17 +78,22 @@ def create_source(database_url: str) -> str:
 class Server:
     """``trackway serve`` as a real process; its output goes to a file (a pipe could fill and block it)."""
 
-    def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
+    def __init__(
+        self, database_url: str, log_path: Path, *, ulimit_files: int | None = None, **env: str
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        self.env = server_env(database_url, **env)
+        command = [str(BIN / "trackway"), "serve", "--port", str(self.port)]
+        if ulimit_files is not None:  # e.g. the slow-client test: few descriptors, as on a small host
+            command = [
+                "bash",
+                "-c",
+                f'ulimit -n {ulimit_files} && exec "{command[0]}" serve --port {self.port}',
+            ]
         self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [str(BIN / "trackway"), "serve", "--port", str(self.port)],
-            env=server_env(database_url, **env),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        self.process = subprocess.Popen(command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
 
     @property
     def pid(self) -> int:

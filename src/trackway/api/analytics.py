@@ -114,6 +114,23 @@ class MetricCreate(MetricDefinition):
     name: Name
 
 
+class MetricPatch(BaseModel):
+    """What ``PATCH /api/metrics/{id}`` may change: any field of a saved metric; the rest stays."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    type: analytics.MetricType | None = None
+    event: EventType | None = None
+    second_event: EventType | None = None
+    property: PropertyName | None = None
+    where: list[WhereCondition] | None = Field(None, max_length=20)
+    repeatable: bool | None = None
+    per: Literal["times", "people", "all_people"] | None = None
+    timezone: TimeZone | None = None
+    source: SourceId | None = None
+
+
 Steps = Annotated[list[EventType], Field(min_length=2, max_length=20)]
 
 
@@ -138,6 +155,16 @@ class FunnelCreate(BaseModel):
 
     name: Name
     steps: Steps
+    source: SourceId | None = None
+
+
+class FunnelPatch(BaseModel):
+    """What ``PATCH /api/funnels/{id}`` may change; ``"source": null`` lifts the source limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    steps: Steps | None = None
     source: SourceId | None = None
 
 
@@ -282,6 +309,39 @@ async def get_metric(
             "result": await _run_metric(services, definition, win),
         }
     )
+
+
+#: Fields that a ``null`` in a PATCH clears; every other field keeps its value when ``null``.
+_CLEARABLE = {"second_event", "property", "source"}
+
+
+def _patched(stored: dict[str, Any], patch: BaseModel) -> dict[str, Any]:
+    """``stored`` with the fields the PATCH body sent; ``null`` clears only a clearable field."""
+    sent = patch.model_dump(mode="json", exclude_unset=True, exclude={"name"})
+    changes = {key: value for key, value in sent.items() if value is not None or key in _CLEARABLE}
+    return {**stored, **changes}
+
+
+@router.patch("/metrics/{metric_id}")
+async def update_metric(metric_id: PathId, body: MetricPatch, services: Services) -> Response:
+    """Rename a saved metric or change its definition; the whole result is checked as on create."""
+    async with services.uow.transaction() as db:
+        row = (
+            await db.execute(saved_metrics.select().where(saved_metrics.c.id == metric_id).with_for_update())
+        ).first()
+        if row is None:
+            raise NotFound(f"no metric {metric_id!r}")
+        try:
+            definition = MetricDefinition.model_validate(_patched(row.definition, body))
+        except ValueError as exc:  # pydantic's ValidationError: the stored half no longer valid
+            raise ValidationFailed.field(("body",), f"the patched metric is not valid: {exc}") from None
+        check_definition(definition)
+        values = {"definition": definition.model_dump(mode="json")}
+        if body.name is not None:
+            values["name"] = body.name
+        await db.execute(saved_metrics.update().where(saved_metrics.c.id == metric_id).values(**values))
+        row = (await db.execute(saved_metrics.select().where(saved_metrics.c.id == metric_id))).one()
+    return json_response(_metric_view(row))
 
 
 @router.delete("/metrics/{metric_id}", status_code=204)
@@ -442,6 +502,25 @@ async def get_funnel_people(
             services, row.steps, win, source=row.source, step=step, limit=limit, cursor=cursor, where="query"
         )
     )
+
+
+@router.patch("/funnels/{funnel_id}")
+async def update_funnel(funnel_id: PathId, body: FunnelPatch, services: Services) -> Response:
+    """Rename a saved funnel, change its steps, or its source (``null``: every source)."""
+    values = _patched({}, body)
+    if body.name is not None:
+        values["name"] = body.name
+    async with services.uow.transaction() as db:
+        if values:
+            changed = await db.execute(
+                saved_funnels.update().where(saved_funnels.c.id == funnel_id).values(**values)
+            )
+            if not changed.rowcount:
+                raise NotFound(f"no funnel {funnel_id!r}")
+        row = (await db.execute(saved_funnels.select().where(saved_funnels.c.id == funnel_id))).first()
+    if row is None:
+        raise NotFound(f"no funnel {funnel_id!r}")
+    return json_response(_funnel_view(row))
 
 
 @router.delete("/funnels/{funnel_id}", status_code=204)

@@ -18,7 +18,7 @@ from trackway.api.deps import AdminAuth, Limit, only_params
 from trackway.api.inputs import PathId, StorableText
 from trackway.api.people import CursorText, Order, Sort, people_cursor, people_page
 from trackway.db import segments as segments_db
-from trackway.errors import NotFound
+from trackway.errors import Conflict, NotFound, ValidationFailed
 from trackway.responses import json_response
 from trackway.services import Services
 
@@ -108,6 +108,20 @@ async def update_segment(
     return json_response(view)
 
 
+def _stored_condition(segment: dict[str, Any]) -> dict[str, Any]:
+    """The saved condition, checked again: one saved by an older Trackway, or edited in the
+    database, may no longer be valid. That is a 409 that says to fix it, not a 500."""
+    try:
+        return parse_condition(segment["condition"], ("segment", "condition"))
+    except ValidationFailed as exc:
+        first = exc.detail[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise Conflict(
+            f"segment {segment['id']!r} has a stored condition that is no longer valid "
+            f"({where}: {first['msg']}); replace it with PATCH /api/segments/{segment['id']}"
+        ) from None
+
+
 @router.delete("/{segment_id}", status_code=204)
 async def delete_segment(segment_id: PathId, services: Services) -> Response:
     if not await segments_db.delete_segment(services.uow, segment_id):
@@ -132,7 +146,7 @@ async def segment_people(
         raise NotFound(f"no segment {segment_id!r}")
     answer = await people_page(
         services,
-        where=segment["condition"],
+        where=_stored_condition(segment),
         source=None,
         identity=None,
         last_seen_after=None,

@@ -154,18 +154,6 @@ def step(state: CartState, change: CartChange, at: datetime) -> tuple[CartState,
     ), outcome
 
 
-def _state(row: Any) -> CartState:
-    return CartState(
-        items=list(row._mapping["items"] or []),
-        abandon_after=0,
-        lifecycle_id=row.lifecycle_id,
-        lifecycle_started_at=row.lifecycle_started_at,
-        outcome=row.outcome,
-        outcome_at=row.outcome_at,
-        outcome_due_at=row.outcome_due_at,
-    )
-
-
 def fold(kept: CartState, dropped: CartState | None) -> CartState:
     """The lifecycle of the cart a merge keeps: one lifecycle, never two outcomes.
 
@@ -206,7 +194,7 @@ async def merge(db: AsyncConnection, *, src: str, dst: str) -> None:
             kept, dropped, kept_profile, dropped_profile = other, row, dst, src
         else:
             kept, dropped, kept_profile, dropped_profile = row, other, src, dst
-        state = fold(_state(kept), None if dropped is None else _state(dropped))
+        state = fold(CartState.of_row(kept, 0), None if dropped is None else CartState.of_row(dropped, 0))
         if dropped is not None:
             await db.execute(
                 delete(carts).where(carts.c.profile_id == dropped_profile, carts.c.source_id == row.source_id)

@@ -772,18 +772,7 @@ class GroupWrite:
         if pending.carts:
             await self.store.save_carts(
                 [
-                    CartRow(
-                        pid,
-                        sid,
-                        cart.items,
-                        str(cart_rules.total(cart.items)),
-                        at,
-                        cart.lifecycle_id,
-                        cart.lifecycle_started_at,
-                        cart.outcome,
-                        cart.outcome_at,
-                        cart.outcome_due_at,
-                    )
+                    CartRow(pid, sid, cart, str(cart_rules.total(cart.items)), at)
                     for (pid, sid), (cart, at) in sorted(pending.carts.items())
                 ]
             )

@@ -258,15 +258,7 @@ class GroupStoreBase:
         row = (await self._db.execute(_CART, params)).first()
         if row is None:
             return CartState(items=[], abandon_after=DEFAULT_ABANDON_AFTER)
-        return CartState(
-            items=list(row._mapping["items"] or []),
-            abandon_after=row.cart_abandon_after,
-            lifecycle_id=row.lifecycle_id,
-            lifecycle_started_at=row.lifecycle_started_at,
-            outcome=row.outcome,
-            outcome_at=row.outcome_at,
-            outcome_due_at=row.outcome_due_at,
-        )
+        return CartState.of_row(row, row.cart_abandon_after)
 
     async def unlink_identities(self, keys: list[tuple[Key, str]]) -> None:
         params = [
@@ -326,16 +318,17 @@ class GroupStoreBase:
 
     async def save_carts(self, rows: list[CartRow]) -> None:
         for row in rows:  # cart calls only (InSend, Tracktor), one or two a group
+            cart = row.cart
             values = {
-                "items": row.items,
+                "items": cart.items,
                 "total": row.total,
-                "item_count": len(row.items),
+                "item_count": len(cart.items),
                 "updated_at": row.at,
-                "lifecycle_id": row.lifecycle_id,
-                "lifecycle_started_at": row.lifecycle_started_at,
-                "outcome": row.outcome,
-                "outcome_at": row.outcome_at,
-                "outcome_due_at": row.outcome_due_at,
+                "lifecycle_id": cart.lifecycle_id,
+                "lifecycle_started_at": cart.lifecycle_started_at,
+                "outcome": cart.outcome,
+                "outcome_at": cart.outcome_at,
+                "outcome_due_at": cart.outcome_due_at,
             }
             stmt = upsert(
                 self._dialect,

@@ -106,6 +106,19 @@ class CartState:
     outcome_at: datetime | None = None
     outcome_due_at: datetime | None = None
 
+    @classmethod
+    def of_row(cls, row: Any, abandon_after: int) -> CartState:
+        """A ``carts`` row (with its lifecycle columns) as a state."""
+        return cls(
+            items=list(row._mapping["items"] or []),
+            abandon_after=abandon_after,
+            lifecycle_id=row.lifecycle_id,
+            lifecycle_started_at=row.lifecycle_started_at,
+            outcome=row.outcome,
+            outcome_at=row.outcome_at,
+            outcome_due_at=row.outcome_due_at,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class CartRow:
@@ -113,14 +126,9 @@ class CartRow:
 
     profile_id: str
     source_id: str
-    items: list[dict[str, Any]]
+    cart: CartState
     total: str
     at: datetime
-    lifecycle_id: str | None = None
-    lifecycle_started_at: datetime | None = None
-    outcome: str | None = None
-    outcome_at: datetime | None = None
-    outcome_due_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
