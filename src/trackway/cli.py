@@ -294,7 +294,9 @@ def _add_privacy_commands(commands: Any) -> None:
     show = verbs.add_parser("show", help="one erasure's state and counts")
     show.add_argument("erasure_id")
     run = verbs.add_parser("run", help="work on every erasure not done, now (as the server's job does)")
-    run.add_argument("--batch", type=_batch_size, default=500, help="events deleted per transaction")
+    run.add_argument(
+        "--batch", type=_batch_size, help="events deleted per transaction (default 100 on SQLite, 500)"
+    )
 
     suppressions = commands.add_parser("suppressions", help="list and lift suppressions")
     suppressions.set_defaults(handler=_suppressions)
@@ -314,7 +316,9 @@ def _add_privacy_commands(commands: Any) -> None:
     retention.set_defaults(handler=_retention)
     verbs = retention.add_subparsers(dest="retention_command", required=True)
     run = verbs.add_parser("run", help="one pass now; prints how many events were deleted")
-    run.add_argument("--batch", type=_batch_size, default=500, help="events walked per transaction")
+    run.add_argument(
+        "--batch", type=_batch_size, help="events walked per transaction (default 100 on SQLite, 1000)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,8 @@ process runs it, ``trackway erasures run`` runs one pass) claims the oldest eras
 one transaction at a time (``db/erasure.claim_next``: ``SKIP LOCKED``), so any number of
 processes can work and a restart loses nothing:
 
-1. while the person has events, delete a batch of them (``BATCH``) and commit: a person
+1. while the person has events, delete a batch of them (``BATCH``: 100 on SQLite, 500 on
+   PostgreSQL) and commit: a person
    with millions of events never holds a long transaction;
 2. then, in one transaction: lock the person's profiles (``db/erasure.lock_person``), write
    the suppressions (when asked), delete what is left of their events, their visits,
@@ -40,8 +41,8 @@ from trackway.db import erasure as store
 from trackway.db.models import carts, events, identities, profile_merges, profiles, sessions
 from trackway.errors import NotFound, ValidationFailed
 
-#: Events deleted in one transaction.
-BATCH = 500
+#: Events deleted in one transaction, by database (on SQLite it holds the one write lock).
+BATCH = {"sqlite": 100, "postgresql": 500}
 #: Transactions one pass runs at most before it lets the next tick go on.
 MAX_STEPS = 10_000
 #: Kinds that are global (no source scope).
@@ -176,8 +177,9 @@ async def list_erasures(uow: UnitOfWork, limit: int = 100) -> list[dict[str, Any
 # --- the job -----------------------------------------------------------------------------------
 
 
-async def run_once(uow: UnitOfWork, *, batch: int = BATCH) -> str | None:
+async def run_once(uow: UnitOfWork, *, batch: int | None = None) -> str | None:
     """One step of the oldest erasure not done, in one transaction; its id, ``None`` if none."""
+    size = batch or BATCH.get(uow.dialect, 100)
 
     async def work(db: AsyncConnection) -> str | None:
         row = await store.claim_next(db)
@@ -187,9 +189,9 @@ async def run_once(uow: UnitOfWork, *, batch: int = BATCH) -> str | None:
         counts: dict[str, int] = dict(row.counts or {})
         target = row.target_profile_id
         ids = await store.person(db, target) if target else []
-        deleted = await store.delete_events(db, ids, batch) if ids else 0
+        deleted = await store.delete_events(db, ids, size) if ids else 0
         counts["events"] = counts.get("events", 0) + deleted
-        if deleted == batch:  # more to come: commit this batch, the next transaction goes on
+        if deleted == size:  # more to come: commit this batch, the next transaction goes on
             await store.save(
                 db, row.id, {"state": "running", "started_at": row.started_at or now, "counts": counts}
             )
@@ -201,7 +203,7 @@ async def run_once(uow: UnitOfWork, *, batch: int = BATCH) -> str | None:
             erased += [("", store.PROFILE_KIND, pid) for pid in ids]
             if row.suppress:
                 await store.suppress(db, erased, row.id, now)
-            for name, n in (await store.delete_person(db, ids, batch)).items():
+            for name, n in (await store.delete_person(db, ids, size)).items():
                 counts[name] = counts.get(name, 0) + n
         await store.save(
             db,
@@ -220,7 +222,7 @@ async def run_once(uow: UnitOfWork, *, batch: int = BATCH) -> str | None:
     return await in_transaction(uow, work)
 
 
-async def run_pass(uow: UnitOfWork, *, batch: int = BATCH) -> int:
+async def run_pass(uow: UnitOfWork, *, batch: int | None = None) -> int:
     """Work on erasures until none is left undone (or other processes hold them); steps run."""
     steps = 0
     while steps < MAX_STEPS and await run_once(uow, batch=batch) is not None:

@@ -2,12 +2,12 @@
 
 Every process runs the job (``TRACKWAY_RETENTION_INTERVAL``); ``trackway retention run``
 runs one pass. A pass walks the events older than the shortest retention in ``(time, id)``
-order, ``BATCH`` index entries a transaction (``db/retention.walk``), and deletes those of
-sources whose retention they are past. Each transaction claims the job's row and moves its
-cursor (``db/retention.py``), so processes share one pass and never do a batch twice, and
-each is short: a bounded read and at most ``BATCH`` deletes. Ingest never waits on it on
-PostgreSQL (it locks no row a writer needs but the events it deletes); on SQLite it holds
-the write lock for one such transaction, a few milliseconds.
+order, ``BATCH`` index entries a transaction (``db/retention.walk``: 100 on SQLite, 1000 on
+PostgreSQL), and deletes those of sources whose retention they are past. Each transaction
+claims the job's row and moves its cursor (``db/retention.py``), so processes share one pass
+and never do a batch twice, and each is short: a bounded read and at most ``BATCH`` deletes.
+Ingest never waits on it on PostgreSQL (it locks no row a writer needs but the events it
+deletes); on SQLite it holds the write lock for one such transaction, a few milliseconds.
 
 Events only: visits and profiles stay (a profile's traits are not events); erase a person
 for that (``core/erasure.py``). The walk passes over old events of sources that keep theirs
@@ -26,8 +26,10 @@ from trackway.core.ingest import in_transaction
 from trackway.core.uow import UnitOfWork
 from trackway.db import retention as store
 
-#: Events walked (and at most deleted) in one transaction.
-BATCH = 500
+#: Events walked (and at most deleted) in one transaction, by database: on SQLite it holds the
+#: one write lock meanwhile (a hundred deletes: a few milliseconds); PostgreSQL locks nothing
+#: a writer waits for.
+BATCH = {"sqlite": 100, "postgresql": 1000}
 #: Transactions in one pass at most: a pass is bounded; the next one goes on.
 MAX_STEPS = 100_000
 #: Days a source may keep its events at most when it sets a retention (ten years).
@@ -45,12 +47,13 @@ async def run_once(
     *,
     interval: float,
     now: datetime | None = None,
-    limit: int = BATCH,
+    limit: int | None = None,
     due_only: bool = True,
 ) -> Step | None:
     """One batch of the pass, in one transaction; ``None`` when no pass is due (or another
     process holds the job's row right now)."""
     moment = now or datetime.now(UTC)
+    size = limit or BATCH.get(uow.dialect, 100)
 
     async def work(db: AsyncConnection) -> Step | None:
         row = await store.claim(db, moment, due_only=due_only)
@@ -61,14 +64,14 @@ async def run_once(
         walked: list[Any] = []
         if days:
             before = moment - timedelta(days=min(days.values()))
-            walked = await store.walk(db, before, cursor, limit)
+            walked = await store.walk(db, before, cursor, size)
         doomed = [
             r.id
             for r in walked
             if r.source_id in days and r.time < moment - timedelta(days=days[r.source_id])
         ]
         deleted = await store.delete_events(db, doomed)
-        if len(walked) < limit:
+        if len(walked) < size:
             await store.advance(db, None, moment + timedelta(seconds=interval))
             return Step(deleted, more=False)
         await store.advance(db, (walked[-1].time, walked[-1].id), None)
@@ -82,7 +85,7 @@ async def run_pass(
     *,
     interval: float = 0,
     now: datetime | None = None,
-    limit: int = BATCH,
+    limit: int | None = None,
     due_only: bool = True,
 ) -> int:
     """Run the due pass (any time unless ``due_only``: the CLI) to its end, or until another

@@ -22,24 +22,48 @@ JOB = "retention"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+_DUE = job_state.c.next_run_at <= bindparam("now", type_=UTCDateTime())
+_ROW = select(job_state).where(job_state.c.name == JOB)
+#: The job's row, due or any time (the CLI), locked: ``SKIP LOCKED`` on PostgreSQL (SQLite
+#: compiles no ``FOR UPDATE``: its write lock serializes the transactions).
+_CLAIM_DUE = _ROW.where(_DUE).with_for_update(skip_locked=True)
+_CLAIM_ANY = _ROW.with_for_update(skip_locked=True)
+_RETENTION_DAYS = select(sources.c.id, sources.c.retention_days).where(sources.c.retention_days.is_not(None))
+_WALK = (
+    select(events.c.id, events.c.source_id, events.c.time)
+    .where(events.c.time < bindparam("before", type_=UTCDateTime()))
+    .order_by(events.c.time, events.c.id)
+    .limit(bindparam("limit"))
+)
+_WALK_AFTER = _WALK.where(
+    tuple_(events.c.time, events.c.id) > tuple_(bindparam("t", type_=UTCDateTime()), bindparam("i"))
+)
+_DELETE = delete(events).where(events.c.id.in_(bindparam("ids", expanding=True)))
+_CURSOR = {"cursor_time": bindparam("c_time", type_=UTCDateTime()), "cursor_id": bindparam("c_id")}
+_ADVANCE = update(job_state).where(job_state.c.name == JOB).values(_CURSOR)
+_END = (
+    update(job_state)
+    .where(job_state.c.name == JOB)
+    .values({**_CURSOR, "next_run_at": bindparam("next_run_at", type_=UTCDateTime())})
+)
+
+
 async def claim(db: AsyncConnection, now: datetime, *, due_only: bool = True) -> Any:
     """The job's row when a pass is due (or under way; any time unless ``due_only``), locked
-    until the commit; else ``None``."""
-    await db.execute(insert_ignore(db.dialect.name, job_state, ["name"]).values(name=JOB, next_run_at=EPOCH))
-    statement = select(job_state).where(job_state.c.name == JOB)
-    if due_only:
-        statement = statement.where(job_state.c.next_run_at <= bindparam("now", type_=UTCDateTime()))
-    if db.dialect.name == "postgresql":
-        statement = statement.with_for_update(skip_locked=True)
-    return (await db.execute(statement, {"now": now})).first()
+    until the commit; else ``None``. The row is made on first use."""
+    statement = _CLAIM_DUE if due_only else _CLAIM_ANY
+    row = (await db.execute(statement, {"now": now})).first()
+    if row is None and (await db.execute(_ROW)).first() is None:
+        await db.execute(
+            insert_ignore(db.dialect.name, job_state, ["name"]).values(name=JOB, next_run_at=EPOCH)
+        )
+        row = (await db.execute(statement, {"now": now})).first()
+    return row
 
 
 async def retention_days(db: AsyncConnection) -> dict[str, int]:
     """Sources with a retention, and its days."""
-    rows = await db.execute(
-        select(sources.c.id, sources.c.retention_days).where(sources.c.retention_days.is_not(None))
-    )
-    return {row.id: int(row.retention_days) for row in rows}
+    return {row.id: int(row.retention_days) for row in await db.execute(_RETENTION_DAYS)}
 
 
 async def walk(
@@ -47,33 +71,24 @@ async def walk(
 ) -> list[Any]:
     """The next ``limit`` events older than ``before`` in ``(time, id)`` order after the cursor
     (``ix_events_time``): a bounded read whatever the table holds."""
-    statement = select(events.c.id, events.c.source_id, events.c.time).where(
-        events.c.time < bindparam("before", type_=UTCDateTime())
-    )
-    params: dict[str, Any] = {"before": before}
-    if after is not None:
-        statement = statement.where(
-            tuple_(events.c.time, events.c.id) > tuple_(bindparam("t", type_=UTCDateTime()), bindparam("i"))
-        )
-        params.update(t=after[0], i=after[1])
-    statement = statement.order_by(events.c.time, events.c.id).limit(limit)
-    return list((await db.execute(statement, params)).all())
+    if after is None:
+        return list((await db.execute(_WALK, {"before": before, "limit": limit})).all())
+    params = {"before": before, "limit": limit, "t": after[0], "i": after[1]}
+    return list((await db.execute(_WALK_AFTER, params)).all())
 
 
 async def delete_events(db: AsyncConnection, ids: list[str]) -> int:
     if not ids:
         return 0
-    return int((await db.execute(delete(events).where(events.c.id.in_(ids)))).rowcount)
+    return int((await db.execute(_DELETE, {"ids": ids})).rowcount)
 
 
 async def advance(
     db: AsyncConnection, cursor: tuple[datetime, str] | None, next_run_at: datetime | None
 ) -> None:
     """Keep the cursor (``None``: the pass is over, the next one is due at ``next_run_at``)."""
-    values: dict[str, Any] = {
-        "cursor_time": cursor[0] if cursor else None,
-        "cursor_id": cursor[1] if cursor else None,
-    }
-    if next_run_at is not None:
-        values["next_run_at"] = next_run_at
-    await db.execute(update(job_state).where(job_state.c.name == JOB).values(values))
+    params: dict[str, Any] = {"c_time": cursor[0] if cursor else None, "c_id": cursor[1] if cursor else None}
+    if next_run_at is None:
+        await db.execute(_ADVANCE, params)
+    else:
+        await db.execute(_END, {**params, "next_run_at": next_run_at})
