@@ -18,7 +18,7 @@ from trackway.core import sources as source_service
 from trackway.core.batch import EventIn, IdentityRef, IngestBatch, RequestMeta, SourceRef
 from trackway.core.identity import email_sha256
 from trackway.core.ingest import ingest_many
-from trackway.db.erasure import key_hash, suppress
+from trackway.db.erasure import delete_person, key_hash, read_others_in_visits, suppress
 from trackway.db.models import erasures, profiles, suppressions
 from trackway.db.uow import SqlUnitOfWork
 
@@ -376,3 +376,30 @@ async def test_hostile_input_is_a_422_naming_it(client, uow, sources, method, ur
 async def test_an_over_long_email_hash_finds_nobody(client, sources) -> None:
     body = {"identity": "email_sha256:" + "a" * 600}
     assert (await client.post("/api/erasures", json=body, headers=ADMIN)).status_code == 404
+
+
+async def test_another_persons_events_in_an_erased_visit_stay_without_it(client, uow, sources) -> None:
+    """A Tracardi client that changed its profile id mid-visit: the other profile's events in the
+    erased visit are kept, their visit cleared (also for one stored after SQLite's read)."""
+    first = await client.post("/track", json=tracker_payload(WEB, session="shared", events=2))
+    erased = first.json()["profile"]["id"]
+    other = (await client.post("/track", json=tracker_payload(WEB, session="own", events=1))).json()
+    hop = await client.post(
+        "/track", json=tracker_payload(WEB, session="shared", profile=other["profile"]["id"])
+    )
+    assert hop.json()["profile"]["id"] == other["profile"]["id"]
+    assert hop.json()["session"]["id"] == first.json()["session"]["id"]  # the erased person's visit
+    seen = None
+    if uow.dialect == "sqlite":  # SQLite reads before its last transaction (db/erasure.py)
+        async with uow.read() as db:
+            seen = await read_others_in_visits(db, [erased])
+        assert len(seen[0]) == 3
+    late = await client.post(
+        "/track", json=tracker_payload(WEB, session="shared", profile=other["profile"]["id"])
+    )
+    assert late.status_code == 200
+    async with uow.transaction() as db:
+        await delete_person(db, [erased], 100, seen)
+    assert await count(uow, "events", profile_id=other["profile"]["id"]) == 7
+    assert await count(uow, "events", session_id=first.json()["session"]["id"]) == 0
+    assert await count(uow, "profiles") == 1

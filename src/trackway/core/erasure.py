@@ -180,6 +180,7 @@ async def list_erasures(uow: UnitOfWork, limit: int = 100) -> list[dict[str, Any
 async def run_once(uow: UnitOfWork, *, batch: int | None = None) -> str | None:
     """One step of the oldest erasure not done, in one transaction; its id, ``None`` if none."""
     size = batch or BATCH.get(uow.dialect, 100)
+    seen = await _read_before_last_step(uow, size) if uow.dialect == "sqlite" else None
 
     async def work(db: AsyncConnection) -> str | None:
         row = await store.claim_next(db)
@@ -191,7 +192,9 @@ async def run_once(uow: UnitOfWork, *, batch: int | None = None) -> str | None:
         ids = await store.person(db, target) if target else []
         deleted = await store.delete_events(db, ids, size) if ids else 0
         counts["events"] = counts.get("events", 0) + deleted
-        if deleted == size:  # more to come: commit this batch, the next transaction goes on
+        # On SQLite the last step needs the events table read first, outside the write lock.
+        ready = uow.dialect != "sqlite" or (seen is not None and seen[0] == row.id)
+        if deleted == size or not ready:  # more to come: commit this batch, the next goes on
             await store.save(
                 db, row.id, {"state": "running", "started_at": row.started_at or now, "counts": counts}
             )
@@ -203,7 +206,7 @@ async def run_once(uow: UnitOfWork, *, batch: int | None = None) -> str | None:
             erased += [("", store.PROFILE_KIND, pid) for pid in ids]
             if row.suppress:
                 await store.suppress(db, erased, row.id, now)
-            for name, n in (await store.delete_person(db, ids, size)).items():
+            for name, n in (await store.delete_person(db, ids, size, seen[1] if seen else None)).items():
                 counts[name] = counts.get(name, 0) + n
         await store.save(
             db,
@@ -220,6 +223,22 @@ async def run_once(uow: UnitOfWork, *, batch: int | None = None) -> str | None:
         return str(row.id)
 
     return await in_transaction(uow, work)
+
+
+async def _read_before_last_step(uow: UnitOfWork, size: int) -> tuple[str, tuple[list[str], int]] | None:
+    """SQLite: when the next erasure's last step is near (at most a batch of events left), read
+    the other profiles' events in the person's visits on a read connection, without the write
+    lock (``db/erasure.read_others_in_visits``); ``None`` otherwise."""
+    async with uow.read() as db:
+        row = await store.claim_next(db)  # no lock on SQLite: a peek
+        if row is None or row.target_profile_id is None:
+            return None
+        ids = await store.person(db, row.target_profile_id)
+        if not ids:
+            return str(row.id), ([], 0)
+        if await store.more_events_than(db, ids, size):
+            return None
+        return str(row.id), await store.read_others_in_visits(db, ids)
 
 
 async def run_pass(uow: UnitOfWork, *, batch: int | None = None) -> int:

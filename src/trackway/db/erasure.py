@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.db.models import (
@@ -151,13 +151,46 @@ async def delete_events(db: AsyncConnection, profile_ids: list[str], limit: int)
     return len(ids)
 
 
-async def delete_person(db: AsyncConnection, profile_ids: list[str], batch: int) -> dict[str, int]:
+def _others_in_visits(profile_ids: list[str]) -> list[Any]:
+    """Events of other profiles (or none) in one of these profiles' visits."""
+    person_sessions = select(sessions.c.id).where(sessions.c.profile_id.in_(profile_ids))
+    return [
+        events.c.session_id.in_(person_sessions),
+        or_(events.c.profile_id.is_(None), events.c.profile_id.not_in(profile_ids)),
+    ]
+
+
+async def read_others_in_visits(db: AsyncConnection, profile_ids: list[str]) -> tuple[list[str], int]:
+    """SQLite, before the last transaction, on a read connection (no write lock): the ids of
+    other profiles' events in the person's visits, and the highest event ``rowid`` then. The
+    last transaction looks again only at these ids and the rows inserted since (``rowid`` above
+    it: a range, not a read of the table)."""
+    watermark = int(
+        (await db.execute(select(func.coalesce(func.max(_ROWID), 0)).select_from(events))).scalar_one()
+    )
+    statement = select(events.c.id).where(_ROWID <= watermark, *_others_in_visits(profile_ids))
+    return list((await db.execute(statement)).scalars()), watermark
+
+
+_ROWID = literal_column("events.rowid")
+
+
+async def more_events_than(db: AsyncConnection, profile_ids: list[str], limit: int) -> bool:
+    statement = _EVENT_BATCH.limit(limit + 1)
+    return len((await db.execute(statement, {"pids": profile_ids})).all()) > limit
+
+
+async def delete_person(
+    db: AsyncConnection, profile_ids: list[str], batch: int, seen: tuple[list[str], int] | None = None
+) -> dict[str, int]:
     """Everything else of the (locked) profiles, the profiles last; rows deleted by table.
 
     Another profile's events in one of these visits (a Tracardi client that changed its
     profile id mid-visit) keep their data and lose the visit: ``session_id`` is cleared.
-    There is no index on ``events.session_id`` (it would slow every insert), so that one
-    statement reads the events table: an erasure is rare, ingest is not.
+    There is no index on ``events.session_id`` (it would slow every insert), so on PostgreSQL
+    that one statement reads the events table (it locks only the rows it changes: an erasure
+    is rare, ingest is not); on SQLite, where the transaction holds the one write lock, the
+    table was read before it (``seen``: ``read_others_in_visits``).
     """
     counts = {"events": 0}
     while True:
@@ -165,13 +198,11 @@ async def delete_person(db: AsyncConnection, profile_ids: list[str], batch: int)
         counts["events"] += deleted
         if deleted < batch:
             break
-    person_sessions = select(sessions.c.id).where(sessions.c.profile_id.in_(profile_ids))
-    await db.execute(
-        update(events)
-        .where(events.c.session_id.in_(person_sessions))
-        .where(or_(events.c.profile_id.is_(None), events.c.profile_id.not_in(profile_ids)))
-        .values(session_id=None)
-    )
+    where = _others_in_visits(profile_ids)
+    if seen is not None:
+        found, watermark = seen
+        where.append(or_(events.c.id.in_(found), _ROWID > watermark))
+    await db.execute(update(events).where(*where).values(session_id=None))
     for name, table, column in (
         ("carts", carts, carts.c.profile_id),
         ("identities", identities, identities.c.profile_id),
