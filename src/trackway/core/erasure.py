@@ -7,8 +7,7 @@ one transaction at a time (``db/erasure.claim_next``: ``SKIP LOCKED``), so any n
 processes can work and a restart loses nothing:
 
 1. while the person has events, delete a batch of them (``BATCH``: 100 on SQLite, 500 on
-   PostgreSQL) and commit: a person
-   with millions of events never holds a long transaction;
+   PostgreSQL) and commit: a person with millions of events never holds a long transaction;
 2. then, in one transaction: lock the person's profiles (``db/erasure.lock_person``), write
    the suppressions (when asked), delete what is left of their events, their visits,
    identities, carts, merge records and the profiles themselves (traits are on the rows),
