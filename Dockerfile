@@ -26,22 +26,27 @@ ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     TRACKWAY_HOST=0.0.0.0 \
-    TRACKWAY_PORT=8686
+    TRACKWAY_PORT=8686 \
+    TRACKWAY_DATABASE_URL=sqlite+aiosqlite:////data/trackway.db
 
 RUN groupadd --system --gid 10001 trackway \
     && useradd --system --uid 10001 --gid trackway --home-dir /app --create-home \
-       --shell /usr/sbin/nologin trackway
+       --shell /usr/sbin/nologin trackway \
+    && mkdir /data && chown trackway:trackway /data
 
 COPY --from=builder /opt/venv /opt/venv
 
-# The default database (no TRACKWAY_DATABASE_URL) is SQLite at ./trackway.db, so /app is writable.
+# Without PostgreSQL (TRACKWAY_DATABASE_URL unchanged) the data is an SQLite file on the /data
+# volume: it outlives the container (docker run -v trackway-data:/data ...).
 WORKDIR /app
 USER trackway
+VOLUME ["/data"]
 
 EXPOSE 8686
 
+# The port the server listens on: TRACKWAY_PORT (set it, rather than --port, to change it).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8686/healthz', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('TRACKWAY_PORT', '8686'), timeout=4)"]
 
 # `serve` runs pending migrations first (pass --no-migrate to skip).
 CMD ["trackway", "serve"]

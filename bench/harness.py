@@ -97,9 +97,15 @@ def trackway_env(database_url: str, admin_token: str) -> dict[str, str]:
     }
 
 
-def create_source(env: Mapping[str, str], dialect: str) -> dict[str, Any]:
-    """``trackway sources create`` (it migrates first); the source as the CLI prints it."""
+def create_source(env: Mapping[str, str], dialect: str, rate_limit: float | None = None) -> dict[str, Any]:
+    """``trackway sources create`` (it migrates first); the source as the CLI prints it.
+
+    ``rate_limit``: the source's requests per second (and a burst of as many): with a limit
+    no run reaches, every request still passes through the token bucket.
+    """
     command = [str(TRACKWAY), "sources", "create", "--dialect", dialect, "--id", SOURCE_IDS[dialect]]
+    if rate_limit is not None:
+        command += ["--rate-limit", f"{rate_limit:g}", "--rate-burst", str(int(rate_limit))]
     done = subprocess.run(
         [*command, "--name", f"bench {dialect}"], env=dict(env), capture_output=True, text=True, timeout=120
     )

@@ -346,7 +346,7 @@ def bench_one(spec: RunSpec, args: argparse.Namespace) -> RunResult:
                 )
                 env = harness.trackway_env(database_url, secrets.token_urlsafe(24))
                 for dialect in TRAFFIC_SOURCES[spec.traffic]:
-                    sources[dialect] = harness.create_source(env, dialect)
+                    sources[dialect] = harness.create_source(env, dialect, args.rate_limit)
                 command, ready = harness.trackway_command(port, spec.workers), "/readyz"
             else:
                 env = {**os.environ, "BENCH_NAIVE_DSN": harness.pg_url(admin_url, BENCH_DATABASE)}
@@ -694,6 +694,7 @@ def write_json(results: list[RunResult], args: argparse.Namespace, path: Path) -
             "max_requests": args.max_requests,
             "tracify_share": args.tracify_share,
             "tracktor_share": args.tracktor_share,
+            "rate_limit": args.rate_limit,
             "people": args.people,
             "tracify_people": args.tracify_people,
             "tracify_events": args.tracify_events,
@@ -738,6 +739,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--batch-warmup", type=int, default=3, help="unmeasured tracify-500 batches first (3)"
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the traffic (1)")
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=None,
+        metavar="PER_SECOND",
+        help="give every Trackway source this rate limit (and as large a burst), so each request\n"
+        "passes the limiter without being refused: e.g. 1000000; default: no limit",
+    )
     parser.add_argument(
         "--pg-url",
         default=harness.DEFAULT_PG_URL,

@@ -237,14 +237,19 @@ def ingest_run(
     return result
 
 
+def migrate_reference(args: argparse.Namespace) -> None:
+    """A freshly migrated, empty ``trackway_bench``: the schema the preload must match."""
+    asyncio.run(harness.pg_recreate(args.pg_url, EMPTY_DATABASE))
+    env = harness.trackway_env(harness.pg_url(args.pg_url, EMPTY_DATABASE, "postgresql+asyncpg"), "-")
+    harness.create_source(env, "tracardi")
+
+
 def run_empty(args: argparse.Namespace, tmp: Path) -> IngestResult:
     log(
         f"== empty: Trackway on a fresh database, 1 worker, {args.concurrency} connections, "
         f"{args.duration:g} s"
     )
-    asyncio.run(harness.pg_recreate(args.pg_url, EMPTY_DATABASE))
-    env = harness.trackway_env(harness.pg_url(args.pg_url, EMPTY_DATABASE, "postgresql+asyncpg"), "-")
-    harness.create_source(env, "tracardi")
+    migrate_reference(args)
     return ingest_run("empty", EMPTY_DATABASE, args, tmp)
 
 
@@ -634,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
 def only_queries(args: argparse.Namespace) -> int:
     """``--only queries``: the read side's questions on the preloaded database, nothing else."""
     args.reuse = True
+    migrate_reference(args)
     with tempfile.TemporaryDirectory(prefix="trackway-scale-") as tmp:
         preloaded = prepare_scale(args)
         answers = query_pass(args, Path(tmp))

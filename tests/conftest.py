@@ -117,9 +117,8 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     url: str = request.getfixturevalue("pg_url")
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        await conn.execute(
-            f"TRUNCATE {', '.join((*SAVED_TABLES, *PRIVACY_TABLES, *TABLES, 'segments'))} CASCADE"
-        )
+        emptied = (*SAVED_TABLES, *PRIVACY_TABLES, *TABLES, "segments", "rejections")
+        await conn.execute(f"TRUNCATE {', '.join(emptied)} CASCADE")
     finally:
         await conn.close()
     yield url
@@ -152,10 +151,18 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
+#: A browser's user agent for the test clients: httpx's own (``python-httpx/...``) is a bot's
+#: (``core/bots.py``), whose events the read side leaves out.
+BROWSER_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
+
+
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+    headers = {"User-Agent": BROWSER_UA}
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers) as c:
         yield c
 
 

@@ -103,3 +103,35 @@ def test_cart_abandon_after_and_run_outcomes(sqlite_env: Path, capsys: pytest.Ca
     assert json.loads(capsys.readouterr().out) == {"abandoned": 1}
     assert main(["carts", "run-outcomes", "--batch", "1"]) == 0
     assert json.loads(capsys.readouterr().out) == {"abandoned": 0}
+
+
+def test_sources_rate_limits(sqlite_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["sources", "create", "--dialect", "tracardi", "--name", "w", "--id", "rl"]
+    assert main([*args, "--rate-limit", "50", "--rate-burst", "100"]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert (created["rate_limit_per_second"], created["rate_limit_burst"]) == (50, 100)
+    assert main(["sources", "update", "rl", "--rate-limit", "0.5"]) == 0
+    updated = json.loads(capsys.readouterr().out)
+    assert (updated["rate_limit_per_second"], updated["rate_limit_burst"]) == (0.5, 100)
+    assert main(["sources", "update", "rl", "--no-rate-limit"]) == 0
+    lifted = json.loads(capsys.readouterr().out)
+    assert (lifted["rate_limit_per_second"], lifted["rate_limit_burst"]) == (None, None)
+    assert main(["sources", "update", "rl", "--rate-limit", "0"]) == 2
+    assert "rate_limit_per_second" in capsys.readouterr().err
+
+
+def test_the_snippet_uses_the_public_url(
+    sqlite_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACKWAY_HOST", "0.0.0.0")
+    assert main(["sources", "create", "--dialect", "tracardi", "--name", "w", "--id", "a"]) == 0
+    err = capsys.readouterr().err
+    assert "http://localhost:8686" in err and "TRACKWAY_PUBLIC_URL" in err  # and how to fix it
+    monkeypatch.setenv("TRACKWAY_PUBLIC_URL", "https://track.example.com/")
+    assert main(["sources", "create", "--dialect", "tracardi", "--name", "w", "--id", "b"]) == 0
+    err = capsys.readouterr().err
+    assert '"https://track.example.com/tracker"' in err or "https://track.example.com/" in err
+    assert "localhost" not in err
+    monkeypatch.setenv("TRACKWAY_PUBLIC_URL", "track.example.com")
+    assert main(["migrate"]) == 2
+    assert "TRACKWAY_PUBLIC_URL" in capsys.readouterr().err

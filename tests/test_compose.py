@@ -176,6 +176,50 @@ def stages() -> list[list[tuple[str, str]]]:
     return found
 
 
+def test_the_healthcheck_follows_trackway_port(tmp_path: Path) -> None:
+    """The Dockerfile's HEALTHCHECK command, run against a real server on a port that is not 8686."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    healthcheck = last(stages()[-1], "HEALTHCHECK")
+    assert healthcheck is not None
+    check = exec_form(healthcheck.split(" CMD ", 1)[1])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TRACKWAY_")},
+        "TRACKWAY_PORT": str(port),
+        "TRACKWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'h.db'}",
+        "TRACKWAY_LOG_LEVEL": "warning",
+    }
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "trackway"), "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        result = None
+        while time.monotonic() < deadline:
+            result = subprocess.run([sys.executable, *check[1:]], env=env, capture_output=True, timeout=10)
+            if result.returncode == 0:
+                break
+            time.sleep(0.2)
+        assert result is not None and result.returncode == 0, result.stderr if result else None
+        elsewhere = subprocess.run(
+            [sys.executable, *check[1:]], env={**env, "TRACKWAY_PORT": "1"}, capture_output=True, timeout=10
+        )
+        assert elsewhere.returncode != 0  # it checks that port, not a fixed one
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
 def exec_form(rest: str) -> list[str]:
     """A CMD/ENTRYPOINT/HEALTHCHECK CMD argument list, JSON (exec) form or shell form."""
     if rest.startswith("["):
@@ -249,7 +293,10 @@ def test_dockerfile_final_stage_runs_unprivileged_server() -> None:
     assert healthcheck and healthcheck.upper() != "NONE"
     check = exec_form(healthcheck.split(" CMD ", 1)[1] if " CMD " in healthcheck else healthcheck[4:])
     assert check[0].startswith("python")
-    assert "http://127.0.0.1:8686/healthz" in " ".join(check)
+    # The health check follows TRACKWAY_PORT: run it against a server on another port.
+    assert check[1] == "-c" and "TRACKWAY_PORT" in check[2]
+    assert "/data" in [path for name, rest in final if name == "VOLUME" for path in exec_form(rest)]
+    assert env.get("TRACKWAY_DATABASE_URL", "").startswith("sqlite+aiosqlite:////data/")
 
     entrypoint = exec_form(last(final, "ENTRYPOINT") or "[]")
     command = entrypoint + exec_form(last(final, "CMD") or "[]")

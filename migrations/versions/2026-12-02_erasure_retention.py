@@ -7,7 +7,7 @@ and progress shared by every process (the retention job). ``sources.retention_da
 long a source's events are kept (``NULL``: for ever, the default).
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0013
 Create Date: 2026-12-02 10:00:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -16,20 +16,26 @@ from trackway.api import analytics, demo, health, openapi, people, profiles, seg
 from trackway.api import erasures as erasures_api
 from trackway.api import errors as api_errors
 from trackway.api import metrics as metrics_api
+from trackway.api import rejections as rejections_api
 from trackway.api import sources as sources_api
-from trackway.core import erasure, retention
+from trackway.core import erasure
+from trackway.core import retention as event_retention
+from trackway.core.bots import BotPolicy
 from trackway.core.cart_outcomes import OutcomeJob
 from trackway.core.group_commit import GroupCommitWriter
 from trackway.core.ingest import DirectWriter, Writer
 from trackway.core.jobs import PeriodicJob
+from trackway.core.rejections import RetentionJob
 from trackway.core.sessions import describe_device
 from trackway.core.sources import SourceDirectory
 from trackway.db.engine import make_engine
 from trackway.db.uow import SqlUnitOfWork
 from trackway.dialects import dispatch, insend, tracardi, tracify, tracker_script, tracktor
+from trackway.dialects.quarantine import Quarantine
 from trackway.dialects.routes import lean_routes
 from trackway.limits import BodyDeadline
 from trackway.metrics import Metrics, RequestMetricsMiddleware
+from trackway.requestlog import RequestLogMiddleware
 from trackway.runtime import gc_thresholds
 from trackway.services import AppServices
 from trackway.settings import Settings
@@ -60,17 +66,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.metrics:
             uow.observer = app.state.metrics
         writer: Writer
+        # Bots flagged or dropped for every dialect, before any batch is queued (core/bots.py).
+        bots = BotPolicy(settings.bots, app.state.metrics)
         if settings.group_commit:
             group_writer = GroupCommitWriter(
                 uow,
                 window=settings.group_commit_window_ms / 1000,
                 max_batches=settings.group_commit_max_batches,
                 in_flight=settings.group_commit_in_flight,
+                bots=bots,
             )
             group_writer.start()
             writer = group_writer
         else:
-            writer = DirectWriter(uow)
+            writer = DirectWriter(uow, bots)
         app.state.services = AppServices(
             settings=settings,
             engine=engine,
@@ -88,12 +97,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.erasure_job = erasures
         erasures.start()
         interval = settings.retention_interval
-        retain = PeriodicJob("retention", lambda: retention.run_pass(uow, interval=interval), interval)
+        retain = PeriodicJob("retention", lambda: event_retention.run_pass(uow, interval=interval), interval)
         retain.start()
+        # Old rejections: deleted in bounded batches, claimed in the database.
+        retention = RetentionJob(
+            uow, days=settings.rejections_days, interval=settings.rejections_purge_interval
+        )
+        retention.start()
         try:
             with gc_thresholds(settings.gc_gen0_threshold):
                 yield
         finally:
+            await retention.close()
             await outcomes.close()
             await erasures.close()
             await retain.close()
@@ -122,8 +137,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     # Every request's body within its deadline; a client's hang-up mid-body a quiet 499.
     app.add_middleware(BodyDeadline, timeout=settings.body_timeout_seconds)
+    # One structured line per request (requestlog.py), outermost: it times the whole answer.
+    app.add_middleware(RequestLogMiddleware, mask_ip=settings.mask_ip)
     api_errors.install(app)
-    logsafe.install()
+    # Collector requests rejected with a 4xx, kept for replay (api/errors.py calls it).
+    app.state.keep_rejection = Quarantine(app.state.metrics, settings.rejections_per_minute).keep
+    logsafe.install(mask_ip=settings.mask_ip)
     app.include_router(health.router)
     for router in COLLECTOR_ROUTERS:
         app.include_router(router)
@@ -138,5 +157,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(analytics.router)
     app.include_router(demo.router)
     app.include_router(metrics_api.router)
+    app.include_router(rejections_api.router)
     openapi.install(app)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -10,10 +11,15 @@ class TrackwayError(Exception):
 
     status_code = 500
     detail: Any = "Internal error."
+    #: Why, in a word, for the request log (``requestlog.py``): decided where the error is
+    #: raised; a raise site that knows more passes its own (``InvalidSource(reason="wrong_dialect")``).
+    reason = "internal_error"
 
-    def __init__(self, detail: Any = None) -> None:
+    def __init__(self, detail: Any = None, *, reason: str | None = None) -> None:
         if detail is not None:
             self.detail = detail
+        if reason is not None:
+            self.reason = reason
         super().__init__(str(self.detail))
 
     def body(self) -> dict[str, Any]:
@@ -28,6 +34,7 @@ class InvalidSource(TrackwayError):
 
     status_code = 401
     detail = "Access denied. Invalid source."
+    reason = "unknown_source"
 
 
 class Unauthorized(TrackwayError):
@@ -35,6 +42,7 @@ class Unauthorized(TrackwayError):
 
     status_code = 401
     detail = "Missing or invalid bearer token."
+    reason = "bad_token"
 
     def headers(self) -> dict[str, str] | None:
         return {"WWW-Authenticate": "Bearer"}
@@ -45,6 +53,7 @@ class BadSignature(TrackwayError):
 
     status_code = 403
     detail = "Invalid or missing signature."
+    reason = "bad_signature"
 
 
 class OriginNotAllowed(TrackwayError):
@@ -52,6 +61,7 @@ class OriginNotAllowed(TrackwayError):
 
     status_code = 403
     detail = "Origin not allowed for this source."
+    reason = "origin_not_allowed"
 
 
 class NotFound(TrackwayError):
@@ -59,6 +69,7 @@ class NotFound(TrackwayError):
 
     status_code = 404
     detail = "Not found."
+    reason = "not_found"
 
 
 class Conflict(TrackwayError):
@@ -66,6 +77,7 @@ class Conflict(TrackwayError):
 
     status_code = 409
     detail = "Already exists."
+    reason = "conflict"
 
 
 class RequestTimeout(TrackwayError):
@@ -74,6 +86,7 @@ class RequestTimeout(TrackwayError):
 
     status_code = 408
     detail = "The request body did not arrive in time."
+    reason = "body_timeout"
 
     def headers(self) -> dict[str, str] | None:
         # The unread rest of the body is still on the connection: it cannot serve another request.
@@ -88,6 +101,7 @@ class ClientClosedRequest(TrackwayError):
 
     status_code = 499
     detail = "Client closed the request."
+    reason = "client_closed"
 
 
 class PayloadTooLarge(TrackwayError):
@@ -95,12 +109,32 @@ class PayloadTooLarge(TrackwayError):
 
     status_code = 413
     detail = "Payload too large."
+    reason = "too_large"
+
+
+class RateLimited(TrackwayError):
+    """The source sent more requests than its ``rate_limit_per_second`` (and burst) allow."""
+
+    status_code = 429
+    reason = "rate_limited"
+
+    def __init__(self, *, rate: float, burst: int, retry_after: float) -> None:
+        #: Whole seconds, as ``Retry-After`` takes them; at least one.
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(
+            f"Rate limit of {rate:g} requests per second (burst {burst}) exceeded for this source; "
+            f"retry after {self.retry_after} s."
+        )
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class ValidationFailed(TrackwayError):
     """Input that parsed but is wrong; ``detail`` is a list of ``{loc, msg, type}`` like pydantic's."""
 
     status_code = 422
+    reason = "invalid"
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         super().__init__(errors)
@@ -117,9 +151,10 @@ class StorageUnavailable(TrackwayError):
 
     status_code = 503
     detail = "Storage unavailable, retry later."
+    reason = "db_unavailable"
 
-    def __init__(self, detail: Any = None, retry_after: int = 1) -> None:
-        super().__init__(detail)
+    def __init__(self, detail: Any = None, retry_after: int = 1, *, reason: str | None = None) -> None:
+        super().__init__(detail, reason=reason)
         self.retry_after = retry_after
 
     def headers(self) -> dict[str, str] | None:

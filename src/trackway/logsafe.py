@@ -11,7 +11,7 @@ for database errors the SQLSTATE and the constraint, table and column names, whi
 schema, not data. Its message is left out, and so is any exception passed as an argument.
 uvicorn's access log keeps each request's path, not its query string (``AccessLogFilter``).
 
-A base-layer module: it imports nothing from Trackway.
+A base-layer module: it imports nothing from Trackway but ``clientip``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import traceback
 from typing import Any, Final
+
+from trackway.clientip import mask_ip
 
 #: Loggers whose records may carry an exception: Trackway's (all of them) and uvicorn's.
 REDACTED_LOGGERS: Final = ("trackway", "uvicorn.error")
@@ -85,14 +87,23 @@ def _redact_args(args: Any) -> Any:
 
 
 class AccessLogFilter(logging.Filter):
-    """uvicorn's access log without query strings: Tracktor's and InSend's GET calls carry
-    emails, person ids and properties there (``/set?sid=...&data={"email": ...}``)."""
+    """uvicorn's access log (off unless ``TRACKWAY_ACCESS_LOG``) without query strings:
+    Tracktor's and InSend's GET calls carry emails, person ids and properties there
+    (``/set?sid=...&data={"email": ...}``); with ``mask_ip`` the client's address is masked
+    as it is stored, and its port left out."""
+
+    mask_ip = False
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         # uvicorn: '%s - "%s %s HTTP/%s" %d' % (client, method, path?query, version, status)
-        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
-            record.args = (args[0], args[1], args[2].partition("?")[0] + "?[query redacted]", *args[3:])
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            client, path = args[0], args[2]
+            if "?" in path:
+                path = path.partition("?")[0] + "?[query redacted]"
+            if self.mask_ip and isinstance(client, str):
+                client = mask_ip(client.rpartition(":")[0] or client)
+            record.args = (client, args[1], path, *args[3:])
         return True
 
 
@@ -100,7 +111,7 @@ _FILTER: Final = RedactingFilter()
 _ACCESS_FILTER: Final = AccessLogFilter()
 
 
-def install() -> None:
+def install(*, mask_ip: bool = False) -> None:
     """Put the filter on every Trackway logger that exists and on uvicorn's error logger.
 
     A logger's filters see only the records made on that logger, not its children's, so
@@ -116,6 +127,7 @@ def install() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+    _ACCESS_FILTER.mask_ip = mask_ip
     access = logging.getLogger("uvicorn.access")
     if _ACCESS_FILTER not in access.filters:
         access.addFilter(_ACCESS_FILTER)

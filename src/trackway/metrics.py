@@ -2,18 +2,22 @@
 
 Every ``create_app`` builds its own ``Metrics`` (tests build many apps in one process, and
 the global default registry refuses a metric name registered twice). With several uvicorn
-workers each process has its own registry and its own ``/metrics``: a scraper sees one
-worker per scrape. Prometheus' multiprocess mode is out of scope for now.
+workers (``trackway serve --workers N``) prometheus-client's multiprocess mode is on:
+``serve`` gives the workers a fresh ``PROMETHEUS_MULTIPROC_DIR`` before they start, each
+worker's counters and histograms are kept in files there, and ``/metrics``, whichever worker
+answers it, adds up every worker's (``scrape_registry``), those of workers that have exited
+included.
 
 A base-layer module: it imports nothing from Trackway, so the core may call it.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -61,6 +65,12 @@ class Metrics:
             ("dialect",),
             registry=self.registry,
         )
+        self.bots_dropped = Counter(
+            "trackway_bots_dropped_total",
+            "Requests from bots answered and not stored (TRACKWAY_BOTS=drop), by dialect.",
+            ("dialect",),
+            registry=self.registry,
+        )
         self.merges = Counter("trackway_merges_total", "Profile merges committed.", registry=self.registry)
         self.commit_batch_size = Histogram(
             "trackway_commit_batch_size",
@@ -72,6 +82,19 @@ class Metrics:
             "trackway_commit_seconds",
             "Latency of one committed transaction's COMMIT, in seconds.",
             buckets=COMMIT_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.rejections = Counter(
+            "trackway_rejections_total",
+            "Rejected collector requests of known sources, by dialect and outcome: kept in the "
+            "quarantine, capped (over TRACKWAY_REJECTIONS_PER_MINUTE), or failed (not written).",
+            ("dialect", "outcome"),
+            registry=self.registry,
+        )
+        self.replays = Counter(
+            "trackway_rejection_replays_total",
+            "Replays of quarantined requests, by outcome: accepted, or rejected again.",
+            ("outcome",),
             registry=self.registry,
         )
         # Label children cached per (dialect, status): ``labels()`` takes a lock and
@@ -87,11 +110,22 @@ class Metrics:
         if merges:
             self.merges.inc(merges)
 
+    def count_bot_dropped(self, dialect: str) -> None:
+        """One request answered 2xx and not stored because a bot sent it."""
+        self.bots_dropped.labels(dialect).inc()
+
     def observe_commit(self, batches: int, seconds: float) -> None:
         """Record one committed transaction: how many ingest batches it carried, how long the
         COMMIT took. With group commit the batch size shows how well requests are grouped."""
         self.commit_batch_size.observe(batches)
         self.commit_seconds.observe(seconds)
+
+    def count_rejection(self, dialect: str, outcome: str) -> None:
+        """A rejected request of a known source: ``kept``, ``capped`` or ``failed``."""
+        self.rejections.labels(dialect, outcome).inc()
+
+    def count_replay(self, accepted: bool) -> None:
+        self.replays.labels("accepted" if accepted else "rejected").inc()
 
     def count_request(self, dialect: str, status: int) -> None:
         """One answered HTTP request (the middleware calls this)."""
@@ -100,6 +134,23 @@ class Metrics:
         if child is None:
             child = self._request_children[key] = self.requests.labels(dialect, str(status))
         child.inc()
+
+
+#: prometheus-client's own variable: set, metric values live in files in that directory.
+MULTIPROC_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_DIR) or None
+
+
+def scrape_registry(metrics: Metrics) -> CollectorRegistry:
+    """What ``/metrics`` renders: this process's registry, or in multiprocess mode every worker's."""
+    if multiprocess_dir() is None:
+        return metrics.registry
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
 
 
 def metrics_of(app: Any) -> Metrics:

@@ -2,10 +2,48 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./trackway.db"
+#: URL schemes accepted in ``TRACKWAY_DATABASE_URL``, and the driver each one means.
+DATABASE_SCHEMES = {
+    "postgres": "postgresql+asyncpg",  # what Heroku-style providers hand out
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+DATABASE_URL_EXPECTED = (
+    "expected postgresql://USER:PASSWORD@HOST:5432/DATABASE (postgres:// and "
+    "postgresql+asyncpg:// too) or sqlite+aiosqlite:///PATH"
+)
+
+
+def database_url(value: str) -> str:
+    """The URL with the driver Trackway uses: ``postgres://`` and ``postgresql://`` mean asyncpg,
+    ``sqlite://`` aiosqlite; libpq's ``sslmode`` becomes asyncpg's ``ssl``. Anything else is an
+    error naming what is expected (``NoSuchModuleError`` or a missing psycopg said nothing useful)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    scheme, sep, rest = value.strip().partition("://")
+    driver = DATABASE_SCHEMES.get(scheme.lower())
+    if not sep or driver is None:
+        raise ValueError(DATABASE_URL_EXPECTED)
+    try:
+        url = make_url(f"{driver}://{rest}")
+        url.port  # noqa: B018 - a port that is not a number raises here
+    except (ArgumentError, ValueError):
+        raise ValueError(DATABASE_URL_EXPECTED) from None
+    if driver == "postgresql+asyncpg":
+        if "sslmode" in url.query and "ssl" not in url.query:
+            url = url.difference_update_query(["sslmode"]).update_query_dict({"ssl": url.query["sslmode"]})
+    elif not url.database:
+        raise ValueError(DATABASE_URL_EXPECTED + "; the file's path is required")
+    return url.render_as_string(hide_password=False)
 
 
 class Settings(BaseSettings):
@@ -45,6 +83,13 @@ class Settings(BaseSettings):
         True,
         description="Check each pooled PostgreSQL connection before use (three round trips); "
         "off, a connection found dead fails its request with a 503 and the pool is renewed.",
+    )
+    db_wait_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="`trackway serve`: how long to wait for a PostgreSQL that cannot be reached yet "
+        "at start (a compose stack starts both at once), trying again every second.",
     )
     sqlite_busy_timeout_ms: int = Field(
         10_000, ge=0, description="How long an SQLite writer waits for the lock before failing."
@@ -114,14 +159,82 @@ class Settings(BaseSettings):
         description="Seconds between the passes of the retention job, which deletes events past "
         "their source's retention_days (claimed in the database); 0: off in this process.",
     )
+    rejections_days: float = Field(
+        7.0,
+        gt=0,
+        le=3650,
+        description="Days a rejected request is kept in the quarantine (GET /api/rejections).",
+    )
+    rejections_per_minute: int = Field(
+        60,
+        ge=0,
+        description="Most rejected requests kept per source and minute, in each process "
+        "(a flood beyond it is counted, not kept); 0 keeps none.",
+    )
+    rejections_purge_interval: float = Field(
+        300.0,
+        ge=0,
+        le=86400,
+        description="Seconds between passes of the job deleting rejections past "
+        "TRACKWAY_REJECTIONS_DAYS (every process runs it, claimed in the database); 0: off here.",
+    )
+    bots: Literal["flag", "drop"] = Field(
+        "flag",
+        description="Requests from crawlers, headless browsers, monitors and bare HTTP clients: "
+        'stored with "bot": true and left out of metrics, funnels and segments unless asked '
+        "(flag), or answered 2xx and not stored (drop).",
+    )
+    public_url: str | None = Field(
+        None,
+        description="The address browsers reach Trackway at (https://track.example.com), for the "
+        "snippet the CLI prints; unset, the listen address (a wildcard host as localhost).",
+    )
     demo: bool = Field(False, description="Serve the demo page at /demo.")
     metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics (no auth); off: 404.")
-    log_level: str = Field("info", description="uvicorn log level.")
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
+        "info", description="Level of the server's log (info: one line per request)."
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json", description="`trackway serve`: every log line as a JSON object, or as text."
+    )
+    access_log: bool = Field(
+        False,
+        description="`trackway serve`: uvicorn's own access log as well (paths without query "
+        "strings; client IPs masked with TRACKWAY_MASK_IP); Trackway's request line is always written.",
+    )
     opentelemetry: bool = Field(
         False,
         description="FastAPI's native OpenTelemetry spans, metrics and logs, when a provider is "
         "configured; off, each request skips the check for one.",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return database_url(value)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018 - a port that is not a number raises here
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected the address browsers use, http(s)://HOST[:PORT][/PATH]")
+        if parts.query or parts.fragment:
+            raise ValueError("expected no query string or fragment: http(s)://HOST[:PORT][/PATH]")
+        return value.strip().rstrip("/")
+
+    @field_validator("log_level", "log_format", "bots", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @property
     def is_sqlite(self) -> bool:

@@ -103,6 +103,9 @@ class MetricDefinition(BaseModel):
     )
     timezone: TimeZone = "UTC"
     source: SourceId | None = None
+    include_bots: bool = Field(
+        False, description='Count the events of bots too (flagged "bot": true); left out by default.'
+    )
 
 
 class MetricQuery(MetricDefinition):
@@ -142,6 +145,9 @@ class FunnelQuery(BaseModel):
     to: Day
     source: SourceId | None = None
     timezone: TimeZone = "UTC"
+    include_bots: bool = Field(
+        False, description='Count the events of bots too (flagged "bot": true); left out by default.'
+    )
 
 
 class FunnelPeopleQuery(FunnelQuery):
@@ -199,6 +205,7 @@ def spec_of(definition: MetricDefinition) -> analytics.MetricSpec:
         repeatable=definition.repeatable,
         per=definition.per,
         source=definition.source,
+        include_bots=definition.include_bots,
     )
 
 
@@ -276,6 +283,11 @@ QueryTo = Annotated[
     Query(description="Last day, included (default: today)."),
     AfterValidator(lambda v: v if v is None else _day(v)),
 ]
+QueryBots = Annotated[
+    bool, Query(description='Count the events of bots too (flagged "bot": true); left out by default.')
+]
+
+
 QueryZone = Annotated[
     str | None, Query(max_length=64), AfterValidator(lambda v: v if v is None else _zone(v))
 ]
@@ -357,10 +369,18 @@ async def delete_metric(metric_id: PathId, services: Services) -> Response:
 
 
 async def _run_funnel(
-    services: Services, steps: list[str], win: analytics.Window, source: str | None
+    services: Services,
+    steps: list[str],
+    win: analytics.Window,
+    source: str | None,
+    include_bots: bool = False,
 ) -> dict[str, Any]:
     async with services.uow.read() as db:
-        return {"steps": await analytics.funnel(db, steps, win, services.uow.dialect, source=source)}
+        return {
+            "steps": await analytics.funnel(
+                db, steps, win, services.uow.dialect, source=source, include_bots=include_bots
+            )
+        }
 
 
 async def _run_people(
@@ -373,6 +393,7 @@ async def _run_people(
     limit: int,
     cursor: str | None,
     where: str,
+    include_bots: bool = False,
 ) -> dict[str, Any]:
     _validate_steps(steps, step, where)
     after = None
@@ -383,7 +404,7 @@ async def _run_people(
             raise ValidationFailed.field((where, "cursor"), "invalid cursor") from None
     async with services.uow.read() as db:
         items, next_cursor = await analytics.funnel_people(
-            db, steps, win, step=step, source=source, limit=limit, after=after
+            db, steps, win, step=step, source=source, limit=limit, after=after, include_bots=include_bots
         )
     return {"step": step, "event": steps[step - 1], "items": items, "next_cursor": next_cursor}
 
@@ -392,7 +413,7 @@ async def _run_people(
 async def query_funnel(body: FunnelQuery, services: Services) -> Response:
     """Each step's people (loose order), conversions, and the median time from the previous step."""
     win = make_window(body.from_, body.to, body.timezone, "body")
-    return json_response(await _run_funnel(services, body.steps, win, body.source))
+    return json_response(await _run_funnel(services, body.steps, win, body.source, body.include_bots))
 
 
 @router.post("/funnels/query/people")
@@ -409,6 +430,7 @@ async def query_funnel_people(body: FunnelPeopleQuery, services: Services) -> Re
             limit=body.limit,
             cursor=body.cursor,
             where="body",
+            include_bots=body.include_bots,
         )
     )
 
@@ -461,13 +483,14 @@ async def get_funnel(
     from_: Annotated[date | None, Query(alias="from")] = None,
     to: QueryTo = None,
     timezone: QueryZone = None,
+    include_bots: QueryBots = False,
 ) -> Response:
     """A saved funnel and its result over ``from``..``to`` (default: the last 7 days)."""
     row = await _saved_funnel(services, funnel_id)
     zone = timezone or "UTC"
     first, last = _checked_range(from_, to, zone)
     win = make_window(first, last, zone, "query")
-    result = await _run_funnel(services, row.steps, win, row.source)
+    result = await _run_funnel(services, row.steps, win, row.source, include_bots)
     return json_response(
         {**_funnel_view(row), "from": first.isoformat(), "to": last.isoformat(), "timezone": zone, **result}
     )
@@ -492,6 +515,7 @@ async def get_funnel_people(
     timezone: QueryZone = None,
     limit: Limit = 100,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    include_bots: QueryBots = False,
 ) -> Response:
     row = await _saved_funnel(services, funnel_id)
     zone = timezone or "UTC"
@@ -499,7 +523,15 @@ async def get_funnel_people(
     win = make_window(first, last, zone, "query")
     return json_response(
         await _run_people(
-            services, row.steps, win, source=row.source, step=step, limit=limit, cursor=cursor, where="query"
+            services,
+            row.steps,
+            win,
+            source=row.source,
+            step=step,
+            limit=limit,
+            cursor=cursor,
+            where="query",
+            include_bots=include_bots,
         )
     )
 

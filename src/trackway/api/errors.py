@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
+from trackway import requestlog
 from trackway.db.errors import is_unavailable
 from trackway.errors import ClientClosedRequest, StorageUnavailable, TrackwayError
 from trackway.responses import json_response
@@ -38,13 +39,21 @@ def _printable(value: object) -> object:
     return value
 
 
-async def _trackway_error(_request: Request, exc: Exception) -> Response:
+async def _trackway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TrackwayError)
-    return _json(exc.status_code, exc.body(), exc.headers())
+    requestlog.note_reason(exc.reason)
+    response = _json(exc.status_code, exc.body(), exc.headers())
+    # The quarantine (dialects/quarantine.py) sees every error answer here, whatever raised it,
+    # and keeps a collector request's 4xx; it never raises, so the answer is always this one.
+    keep = getattr(request.app.state, "keep_rejection", None)
+    if keep is not None and 400 <= exc.status_code < 500:
+        await keep(request, exc.status_code, response.body)
+    return response
 
 
 async def _client_closed(request: Request, _exc: Exception) -> Response:
     """The client hung up mid-body: one line, no traceback, a 499 for the metrics that no one reads."""
+    requestlog.note_reason(ClientClosedRequest.reason)
     log.info(
         "client closed the request before its body was complete: %s %s", request.method, request.url.path
     )
@@ -53,6 +62,7 @@ async def _client_closed(request: Request, _exc: Exception) -> Response:
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    requestlog.note_reason("invalid")
     errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     return _json(422, {"detail": errors})
 
@@ -78,6 +88,10 @@ def allowed_methods(request: Request) -> str:
     return ", ".join(sorted(allowed))
 
 
+#: Starlette's own errors, named for the request log.
+_HTTP_REASONS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's and FastAPI's own errors (404, 405, a body that failed to read), as JSON.
 
@@ -91,6 +105,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if isinstance(cause, TrackwayError):
         return await _trackway_error(request, cause)
     headers = dict(exc.headers or {})
+    requestlog.note_reason(_HTTP_REASONS.get(exc.status_code, "bad_request"))
     if exc.status_code == 405:
         headers["Allow"] = allowed_methods(request)
     if not is_body_allowed_for_status_code(exc.status_code):
@@ -102,11 +117,13 @@ async def _storage_error(request: Request, exc: Exception) -> Response:
     """Database errors that reach a route: unreachable is a 503 to retry, anything else a 500."""
     if is_unavailable(exc):
         return await _trackway_error(request, StorageUnavailable())
+    requestlog.note_reason("db_error")
     log.exception("unexpected database error", exc_info=exc)
     return _json(500, {"detail": "Internal error."})
 
 
 async def _unexpected(_request: Request, exc: Exception) -> Response:
+    requestlog.note_reason("internal_error")
     log.exception("unhandled error", exc_info=exc)
     return _json(500, {"detail": "Internal error."})
 

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from prometheus_client.exposition import choose_encoder
 
 from trackway.errors import NotFound
-from trackway.metrics import metrics_of
+from trackway.metrics import metrics_of, scrape_registry
 from trackway.services import Services
 
 router = APIRouter(tags=["metrics"])
@@ -20,9 +20,9 @@ router = APIRouter(tags=["metrics"])
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request, services: Services) -> Response:
-    """Render this process's metrics; with several workers, each answers with its own."""
+    """Render the server's metrics: with several workers, all of theirs (multiprocess mode)."""
     if not services.settings.metrics:
         raise NotFound()
     # An OpenMetrics scraper asks for it in Accept; everyone else gets the classic text format.
     encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-    return Response(encoder(metrics_of(request.app).registry), media_type=content_type)
+    return Response(encoder(scrape_registry(metrics_of(request.app))), media_type=content_type)

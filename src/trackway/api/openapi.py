@@ -34,6 +34,7 @@ ERROR_REASONS: Final[dict[int, str]] = {
     413: "The body is over TRACKWAY_MAX_BODY_BYTES, or the batch over TRACKWAY_MAX_BATCH_EVENTS.",
     415: "The body is not of a media type this operation reads.",
     422: "The input parsed but is wrong; `detail` lists each problem with its `loc`.",
+    429: "The source's rate limit is exceeded: retry after `Retry-After` seconds.",
     503: "The database cannot be reached, or too many connections are open: retry later.",
 }
 
@@ -159,10 +160,10 @@ def _tracktor(path: str, method: str) -> dict[str, Any]:
     operation: dict[str, Any] = {"success_content": {_JSON: {}, **_GIF}}
     if method == "get":
         operation["parameters"] = [_param(n, t, required=n in required[path]) for n, t in fields.items()]
-        operation["errors"] = (401, 403, 413, 422, 503)
+        operation["errors"] = (401, 403, 413, 422, 429, 503)
     else:
         operation["requestBody"] = {"required": True, "content": {_FORM: _form(fields, required[path])}}
-        operation["errors"] = (401, 403, 408, 413, 415, 422, 503)
+        operation["errors"] = (401, 403, 408, 413, 415, 422, 429, 503)
     return operation
 
 
@@ -182,7 +183,7 @@ def _collector_operations(model_schemas: dict[str, Any]) -> dict[tuple[str, str]
                 },
             },
             "success_content": {_JSON: {}, **_GIF},
-            "errors": (401, 403, 408, 413, 422, 503),
+            "errors": (401, 403, 408, 413, 422, 429, 503),
         },
         ("/track", "get"): _tracktor("/track", "get"),
         ("/set", "get"): _tracktor("/set", "get"),
@@ -196,14 +197,14 @@ def _collector_operations(model_schemas: dict[str, Any]) -> dict[tuple[str, str]
                 "description": "The same fields as a form body (a form field wins over the query's).",
                 "content": {_FORM: _form(_INSEND_FIELDS)},
             },
-            "errors": (401, 403, 408, 413, 415, 422, 503),
+            "errors": (401, 403, 408, 413, 415, 422, 429, 503),
         },
         ("/tracify/events", "post"): {
             "parameters": [
                 _param("X-API-Key", "The tracify source's secret.", required=True, where="header")
             ],
             "requestBody": {"required": True, "content": {_JSON: {"schema": _TRACIFY_BODY}}},
-            "errors": (401, 403, 408, 413, 422, 503),
+            "errors": (401, 403, 408, 413, 422, 429, 503),
         },
         **{
             (path, "get"): {
@@ -258,6 +259,10 @@ _API_ERRORS: Final[dict[tuple[str, str], tuple[int, ...]]] = {
     ("/api/suppressions", "get"): (401, 503),
     ("/api/suppressions/{suppression_id}", "delete"): (401, 404, 503),
     ("/api/profiles/{profile_id}/export", "get"): (401, 404, 503),
+    ("/api/rejections", "get"): (401, 503),
+    ("/api/rejections/{rejection_id}", "get"): (401, 404, 503),
+    ("/api/rejections/{rejection_id}/replay", "post"): (400, 401, 404, 408, 409, 413, 503),
+    ("/api/rejections/replay", "post"): (400, 401, 408, 413, 503),
     ("/readyz", "get"): (503,),
 }
 

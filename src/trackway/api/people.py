@@ -120,6 +120,7 @@ async def people_page(
     limit: int,
     after: tuple[Any, str] | None,
     with_size: bool = False,
+    include_bots: bool = False,
 ) -> dict[str, Any]:
     """A page of people (and their number when ``with_size``), as the API answers it."""
     if identity is False:  # a key no identity row can hold: nobody
@@ -130,6 +131,7 @@ async def people_page(
         identity=identity,
         last_seen_after=last_seen_after,
         last_seen_before=last_seen_before,
+        include_bots=include_bots,
     )
     now = datetime.now(UTC)
     async with services.uow.read() as db:

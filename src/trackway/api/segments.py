@@ -48,6 +48,9 @@ class Preview(BaseModel):
     sort: Sort = "last_seen_at"
     order: Order = "desc"
     limit: int = Field(100, ge=1, le=1000)
+    include_bots: bool = Field(
+        False, description='Let bots\' events (flagged "bot": true) match the event conditions too.'
+    )
 
 
 @router.post("", status_code=201)
@@ -80,6 +83,7 @@ async def preview_segment(body: Annotated[Preview, Body()], services: Services) 
         limit=body.limit,
         after=None,
         with_size=True,
+        include_bots=body.include_bots,
     )
     return json_response(answer)
 
@@ -129,7 +133,10 @@ async def delete_segment(segment_id: PathId, services: Services) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/{segment_id}/people", dependencies=[Depends(only_params("sort", "order", "limit", "cursor"))])
+@router.get(
+    "/{segment_id}/people",
+    dependencies=[Depends(only_params("sort", "order", "limit", "cursor", "include_bots"))],
+)
 async def segment_people(
     segment_id: PathId,
     services: Services,
@@ -137,6 +144,9 @@ async def segment_people(
     order: Order = "desc",
     limit: Limit = 100,
     cursor: Annotated[CursorText, Query()] = None,
+    include_bots: Annotated[
+        bool, Query(description="Let bots' events match the segment's event conditions too.")
+    ] = False,
 ) -> Response:
     """The segment's members now (``size``: how many), a page at a time."""
     after = people_cursor(cursor, sort, order == "desc", ("query", "cursor"))
@@ -156,5 +166,6 @@ async def segment_people(
         limit=limit,
         after=after,
         with_size=True,
+        include_bots=include_bots,
     )
     return json_response({"segment": {"id": segment["id"], "name": segment["name"]}, **answer})

@@ -48,6 +48,25 @@ RetentionDays = Annotated[
     ),
 ]
 
+RatePerSecond = Annotated[
+    float,
+    Field(
+        ge=source_service.RATE_LIMIT_RANGE[0],
+        le=source_service.RATE_LIMIT_RANGE[1],
+        allow_inf_nan=False,
+        description="Requests per second each Trackway process accepts for this source; more get "
+        "a 429 with Retry-After. Null: no limit (the default).",
+    ),
+]
+Burst = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=source_service.MAX_RATE_LIMIT_BURST,
+        description="Requests that may come at once above the rate (default: one second's worth).",
+    ),
+]
+
 
 def source_view(info: SourceInfo, *, show_secret: bool = False) -> dict[str, Any]:
     """A source as the admin API and the CLI show it: ``has_secret``, and the secret only when
@@ -71,6 +90,8 @@ class SourceCreate(BaseModel):
     allowed_origins: Origins = Field(default_factory=list)
     cart_abandon_after: AbandonAfter = source_service.DEFAULT_CART_ABANDON_AFTER
     retention_days: RetentionDays = None
+    rate_limit_per_second: RatePerSecond | None = None
+    rate_limit_burst: Burst | None = None
 
 
 class SourcePatch(BaseModel):
@@ -82,6 +103,8 @@ class SourcePatch(BaseModel):
     allowed_origins: Origins | None = None
     cart_abandon_after: AbandonAfter | None = None
     retention_days: RetentionDays = None
+    rate_limit_per_second: RatePerSecond | None = Field(None, description="Null lifts the limit.")
+    rate_limit_burst: Burst | None = None
 
     @model_validator(mode="after")
     def _one_secret(self) -> SourcePatch:
@@ -103,6 +126,8 @@ async def create_source(body: SourceCreate, services: Services) -> Response:
         allowed_origins=body.allowed_origins,
         cart_abandon_after=body.cart_abandon_after,
         retention_days=body.retention_days,
+        rate_limit_per_second=body.rate_limit_per_second,
+        rate_limit_burst=body.rate_limit_burst,
     )
     services.sources.invalidate(info.id)
     return json_response(source_view(info, show_secret=True), status_code=201)

@@ -149,6 +149,9 @@ class IngestBatch:
     verified: bool = False
     #: From a secure (``signed_only``) source, verified: the profile it lands on becomes protected.
     protect: bool = False
+    #: Sent by a crawler, a headless browser or a monitor: its events are stored with ``bot``
+    #: set, which the read side's metrics, funnels and segments leave out unless asked.
+    bot: bool = False
 
 
 @dataclass(slots=True)

@@ -23,8 +23,9 @@ from collections import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackway.core.batch import IngestBatch, IngestResult
+from trackway.core.bots import BotPolicy
 from trackway.core.group_write import GroupWrite
-from trackway.core.ingest import in_transaction, ingest_many, observe
+from trackway.core.ingest import in_transaction, ingest_many, noted, observe
 from trackway.core.uow import UnitOfWork
 from trackway.core.values import check_batch
 from trackway.errors import StorageUnavailable
@@ -54,8 +55,10 @@ class GroupCommitWriter:
         window: float = 0.002,
         max_batches: int = 32,
         in_flight: int = 4,
+        bots: BotPolicy | None = None,
     ) -> None:
         self._uow = uow
+        self._bots = bots or BotPolicy()
         self._window = window
         self._max = max_batches
         # SQLite has one writer: a second group would only queue on its lock.
@@ -82,6 +85,8 @@ class GroupCommitWriter:
         """
         if not batches:
             return []
+        if (answer := self._bots.admit(batches)) is not None:
+            return answer
         for batch in batches:
             check_batch(batch)  # refused before it joins a group: a 422, not a failed group
         if self._closing or self._task is None or self._task.done():
@@ -89,7 +94,7 @@ class GroupCommitWriter:
         future: asyncio.Future[list[IngestResult]] = asyncio.get_running_loop().create_future()
         self._queue.append((batches, future))
         self._wakeup.set()
-        return await future
+        return noted(await future)
 
     async def submit(self, batch: IngestBatch) -> IngestResult:
         """``write`` for a request of one batch."""

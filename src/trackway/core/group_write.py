@@ -635,6 +635,7 @@ class GroupWrite:
             rows.properties.append(event.properties)
             rows.context.append(event.context)
             rows.dedup_key.append(key)
+            rows.bot.append(batch.bot)
             self.pending.owner.append(index)
             stored.append(event_id)
             keys.append(key)
@@ -663,6 +664,7 @@ class GroupWrite:
             rows.properties.append(outcome.properties())
             rows.context.append(dict(cart_rules.CONTEXT))
             rows.dedup_key.append(cart_rules.dedup_key(outcome.lifecycle_id))
+            rows.bot.append(batch.bot)
             self.pending.owner.append(-1)
 
     # --- merges: rare, on the rows ----------------------------------------------------------

@@ -11,7 +11,9 @@ from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from trackway import requestlog
 from trackway.core.batch import IngestBatch, IngestResult
+from trackway.core.bots import BotPolicy
 from trackway.core.group_write import GroupWrite, LostRace
 from trackway.core.uow import UnitOfWork
 from trackway.core.values import check_batch
@@ -44,13 +46,16 @@ class Writer(Protocol):
 class DirectWriter:
     """One transaction per request (``TRACKWAY_GROUP_COMMIT=false``)."""
 
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: UnitOfWork, bots: BotPolicy | None = None) -> None:
         self._uow = uow
+        self._bots = bots or BotPolicy()
 
     async def write(self, batches: list[IngestBatch]) -> list[IngestResult]:
         if not batches:
             return []
-        return await ingest_many(batches, self._uow)
+        if (answer := self._bots.admit(batches)) is not None:
+            return answer
+        return noted(await ingest_many(batches, self._uow))
 
     async def close(self) -> None:
         """Nothing is queued: every write ran in its caller."""
@@ -77,6 +82,15 @@ async def ingest_many(batches: list[IngestBatch], uow: UnitOfWork) -> list[Inges
     started = time.perf_counter()
     results = await in_transaction(uow, lambda db: GroupWrite(db, uow.dialect, batches).run())
     observe(uow, batches, results, time.perf_counter() - started)
+    return results
+
+
+def noted(results: list[IngestResult]) -> list[IngestResult]:
+    """Tell the request log what the request's committed batches stored (in the request's task)."""
+    if requestlog.current() is not None:
+        requestlog.note_stored(
+            sum(len(r.stored_event_ids) for r in results), sum(len(r.duplicate_event_ids) for r in results)
+        )
     return results
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import secrets
 import time
@@ -14,6 +15,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from trackway import requestlog
+from trackway.core.ratelimit import TokenBuckets
 from trackway.core.uow import UnitOfWork
 from trackway.db.models import sources
 from trackway.errors import Conflict, InvalidSource, NotFound, OriginNotAllowed, ValidationFailed
@@ -29,6 +32,9 @@ DEFAULT_CART_ABANDON_AFTER = 3600
 CART_ABANDON_AFTER_RANGE = (1, 365 * 24 * 3600)
 #: ``retention_days``: events older than this are deleted (``core/retention.py``); ``None``: kept.
 RETENTION_DAYS_RANGE = (1, 3650)
+#: ``rate_limit_per_second``: one request in 1,000 seconds to a million a second.
+RATE_LIMIT_RANGE = (0.001, 1_000_000.0)
+MAX_RATE_LIMIT_BURST = 10_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,9 @@ class SourceInfo:
     created_at: datetime
     cart_abandon_after: int = DEFAULT_CART_ABANDON_AFTER
     retention_days: int | None = None
+    #: Requests per second each process accepts (``None``: no limit), and the burst above it.
+    rate_limit_per_second: float | None = None
+    rate_limit_burst: int | None = None
 
     def public(self) -> dict[str, Any]:
         """The source as the admin API and the CLI show it."""
@@ -73,6 +82,8 @@ def _info(row: Any) -> SourceInfo:
         created_at=row.created_at,
         cart_abandon_after=row.cart_abandon_after,
         retention_days=row.retention_days,
+        rate_limit_per_second=row.rate_limit_per_second,
+        rate_limit_burst=row.rate_limit_burst,
     )
 
 
@@ -90,6 +101,24 @@ def _check_retention_days(value: Any) -> None:
         raise ValidationFailed.field(
             ("body", "retention_days"), f"whole days from {low} to {high}, or null (kept)", "int_range"
         )
+
+
+def _check_rate_limit(rate: Any, burst: Any) -> None:
+    """A rate from 0.001 to a million per second, a burst from 1 to ten million, a burst only with a rate."""
+    low, high = RATE_LIMIT_RANGE
+    if rate is not None and (
+        type(rate) not in (int, float) or not math.isfinite(rate) or not low <= rate <= high
+    ):
+        raise ValidationFailed.field(
+            ("body", "rate_limit_per_second"), f"requests per second from {low} to {high:g}, or null"
+        )
+    if burst is not None:
+        if type(burst) is not int or not 1 <= burst <= MAX_RATE_LIMIT_BURST:
+            raise ValidationFailed.field(
+                ("body", "rate_limit_burst"), f"whole requests from 1 to {MAX_RATE_LIMIT_BURST}, or null"
+            )
+        if rate is None:
+            raise ValidationFailed.field(("body", "rate_limit_burst"), "a burst needs rate_limit_per_second")
 
 
 def _check_fields(
@@ -125,10 +154,13 @@ async def create_source(
     enabled: bool = True,
     cart_abandon_after: int = DEFAULT_CART_ABANDON_AFTER,
     retention_days: int | None = None,
+    rate_limit_per_second: float | None = None,
+    rate_limit_burst: int | None = None,
 ) -> SourceInfo:
     origins = _check_fields(dialect=dialect, source_id=source_id, origins=allowed_origins or [])
     _check_abandon_after(cart_abandon_after)
     _check_retention_days(retention_days)
+    _check_rate_limit(rate_limit_per_second, rate_limit_burst)
     if secret is None and dialect in SECRET_REQUIRED:
         secret = secrets.token_urlsafe(32)
     if signed_only and not secret:
@@ -144,6 +176,8 @@ async def create_source(
         "created_at": datetime.now(UTC),
         "cart_abandon_after": cart_abandon_after,
         "retention_days": retention_days,
+        "rate_limit_per_second": rate_limit_per_second,
+        "rate_limit_burst": rate_limit_burst,
     }
     try:
         async with uow.transaction() as db:
@@ -156,12 +190,25 @@ async def create_source(
 async def update_source(uow: UnitOfWork, source_id: str, changes: dict[str, Any]) -> SourceInfo:
     """Change ``enabled``, ``name``, ``secret``, ``signed_only``, ``allowed_origins`` or
     ``cart_abandon_after`` (which applies to carts from their next change on: a cart already
-    waiting keeps the due time it was given) or ``retention_days`` (``None``: kept for ever)."""
-    allowed = {"enabled", "name", "secret", "signed_only", "allowed_origins", "cart_abandon_after"}
-    allowed.add("retention_days")
+    waiting keeps the due time it was given), ``rate_limit_per_second`` (``None`` lifts the
+    limit, and its burst with it), ``rate_limit_burst`` (``None``: one second's worth) or
+    ``retention_days`` (``None``: kept for ever)."""
+    allowed = {
+        "enabled",
+        "name",
+        "secret",
+        "signed_only",
+        "allowed_origins",
+        "cart_abandon_after",
+        "rate_limit_per_second",
+        "rate_limit_burst",
+        "retention_days",
+    }
     values = {k: v for k, v in changes.items() if k in allowed}
     if "retention_days" in values:
         _check_retention_days(values["retention_days"])
+    if "rate_limit_per_second" in values and values["rate_limit_per_second"] is None:
+        values["rate_limit_burst"] = None
     if "cart_abandon_after" in values:
         _check_abandon_after(values["cart_abandon_after"])
     if "allowed_origins" in values:
@@ -172,6 +219,10 @@ async def update_source(uow: UnitOfWork, source_id: str, changes: dict[str, Any]
         current = (await db.execute(select(sources).where(sources.c.id == source_id))).first()
         if current is None:
             raise NotFound(f"no source {source_id!r}")
+        _check_rate_limit(
+            values.get("rate_limit_per_second", current.rate_limit_per_second),
+            values.get("rate_limit_burst", current.rate_limit_burst),
+        )
         secret = values.get("secret", current.secret)
         if values.get("signed_only", current.signed_only) and not secret:
             raise ValidationFailed.field(("body", "signed_only"), "signed_only needs a secret")
@@ -209,6 +260,8 @@ class SourceDirectory:
         self._pending: dict[str, asyncio.Future[SourceInfo | None]] = {}
         #: Bumped by ``invalidate``: a lookup started before it must not refill the cache.
         self._generation = 0
+        #: Rate limits, beside the cache that hands them each request's source.
+        self.buckets = TokenBuckets()
 
     async def get(self, source_id: str) -> SourceInfo | None:
         hit = self._cache.get(source_id)
@@ -244,10 +297,17 @@ class SourceDirectory:
         refused before any lookup: it names no source, and the database need not see it.
         """
         if type(source_id) is not str or not SOURCE_ID_RE.fullmatch(source_id):
-            raise InvalidSource()
+            raise InvalidSource(reason="bad_source_id")
+        requestlog.note_source(source_id, dialect)  # safe to log: the pattern above holds no data
         info = await self.get(source_id)
-        if info is None or not info.enabled or info.dialect != dialect:
+        if info is None:
             raise InvalidSource()
+        if info.dialect != dialect:
+            raise InvalidSource(reason="wrong_dialect")
+        if not info.enabled:
+            raise InvalidSource(reason="disabled_source")
         if not info.allows_origin(origin):
             raise OriginNotAllowed()
+        if info.rate_limit_per_second is not None:
+            self.buckets.take(info.id, info.rate_limit_per_second, info.rate_limit_burst)
         return info

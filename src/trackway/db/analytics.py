@@ -31,6 +31,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    false,
     func,
     literal,
     literal_column,
@@ -184,6 +185,12 @@ def _property_equals(name: str, value: Any, dialect: str) -> ColumnElement[bool]
     return and_(kind == "text", extracted == value)
 
 
+def not_bot(table: Any = events) -> ColumnElement[bool]:
+    """An event no bot sent (``core/bots.py`` flags them): the ``bot`` column, which
+    ``ix_events_type_time`` holds, so the question is answered from the index."""
+    return table.c.bot == false()  # type: ignore[no-any-return]
+
+
 def _typed_events(
     event_type: str,
     win: Window,
@@ -191,6 +198,7 @@ def _typed_events(
     source: str | None,
     where: list[tuple[str, Any]] | None = None,
     dialect: str,
+    include_bots: bool = False,
 ) -> list[ColumnElement[bool]]:
     conditions = [
         events.c.type == event_type,
@@ -200,9 +208,29 @@ def _typed_events(
     ]
     if source is not None:
         conditions.append(events.c.source_id == source)
+    if not include_bots:
+        conditions.append(not_bot())
     for name, value in where or ():
         conditions.append(_property_equals(name, value, dialect))
     return conditions
+
+
+async def analytic_session(db: AsyncConnection) -> None:
+    """Settings for one read-side question, for the rest of its transaction (PostgreSQL).
+
+    JIT compilation is off: these queries are large but short, and compiling their expressions
+    took longer (2-3 s on a 30-day metric) than running them; merge joins are off (below).
+    ``work_mem`` is raised so that
+    grouping a month of events by person and day (a few hundred thousand groups) stays in
+    memory instead of spilling to disk in dozens of batches; it is per sort or hash of this one
+    query, on the admin's connection only.
+    """
+    if db.dialect.name == "postgresql":
+        await db.exec_driver_sql("SET LOCAL jit = off")
+        await db.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+        # The planner guesses a per-person step (GROUP BY profile_id) at a tenth of its rows or
+        # less, and then sorts a month of events for a merge join; hash joins do not sort.
+        await db.exec_driver_sql("SET LOCAL enable_mergejoin = off")
 
 
 def _live(profile_id: Any) -> Any:
@@ -223,6 +251,8 @@ class MetricSpec:
     repeatable: bool = False
     per: str = "times"
     source: str | None = None
+    #: Count bots' events too (``core/bots.py``); by default they are left out.
+    include_bots: bool = False
 
 
 def _num(value: Any) -> float | None:
@@ -239,6 +269,7 @@ def _ratio(top: Any, bottom: Any) -> float | None:
 
 async def metric(db: AsyncConnection, spec: MetricSpec, win: Window, dialect: str) -> dict[str, Any]:
     """``{"series", "value", "daily", "people"}`` of one metric over the window's days."""
+    await analytic_session(db)
     by_day, overall, people = await _metric_values(db, spec, win, dialect)
     empty: float | int | None = 0 if spec.type in COUNT_TYPES else None
     series = [{"date": day.isoformat(), "value": by_day.get(day, empty)} for day in win.days]
@@ -255,7 +286,14 @@ async def _metric_values(
     db: AsyncConnection, spec: MetricSpec, win: Window, dialect: str
 ) -> tuple[dict[date, Any], Any, int]:
     """The value of each day that has one, the value over the whole range, the people."""
-    conditions = _typed_events(spec.event, win, source=spec.source, where=list(spec.where), dialect=dialect)
+    conditions = _typed_events(
+        spec.event,
+        win,
+        source=spec.source,
+        where=list(spec.where),
+        dialect=dialect,
+        include_bots=spec.include_bots,
+    )
     value = _property_number(spec.property, dialect) if spec.property else cast(null(), Numeric)
     # The matching events with their local day, in a subquery: PostgreSQL would not see the
     # day expression of a GROUP BY as the selected one (each has parameters of its own).
@@ -282,7 +320,8 @@ async def _metric_values(
         whole = await _sequence(db, spec, win, dialect, base, False)
         return by_day, (_sequence_value(spec, whole[0]) if whole else None), int(people)
 
-    # One row per person and day: how often, the property's total and how often it was a number.
+    # One row per person and day: how often, the property's total and how often it was a number;
+    # then, from the same rows in one statement, each day's values and the whole range's.
     per_day = (
         select(
             base.c.profile_id,
@@ -292,32 +331,37 @@ async def _metric_values(
             func.count(base.c.value).label("numbers"),
         )
         .group_by(base.c.profile_id, base.c.day)
-        .subquery("per_day")
+        .cte("per_day")
     )
     live = per_day.join(profiles, _live(per_day.c.profile_id))
-    daily_rows = (
-        await db.execute(
-            select(
-                per_day.c.day,
-                func.count().label("people"),
-                func.sum(per_day.c.times).label("times"),
-                func.sum(per_day.c.total).label("total"),
-                func.sum(per_day.c.numbers).label("numbers"),
-            )
-            .select_from(live)
-            .group_by(per_day.c.day)
-        )
-    ).all()
-    whole_row = (
-        await db.execute(
-            select(
-                func.count(func.distinct(per_day.c.profile_id)).label("people"),
-                func.sum(per_day.c.times).label("times"),
-                func.sum(per_day.c.total).label("total"),
-                func.sum(per_day.c.numbers).label("numbers"),
-            ).select_from(live)
-        )
-    ).one()
+    sums = (
+        func.sum(per_day.c.times).label("times"),
+        func.sum(per_day.c.total).label("total"),
+        func.sum(per_day.c.numbers).label("numbers"),
+    )
+    daily = (
+        select(literal_column("0").label("whole"), per_day.c.day, func.count().label("people"), *sums)
+        .select_from(live)
+        .group_by(per_day.c.day)
+    )
+    # The whole range: one row per person first (a hash, where COUNT(DISTINCT) would sort).
+    per_person = (
+        select(per_day.c.profile_id, *sums)
+        .select_from(live)
+        .group_by(per_day.c.profile_id)
+        .subquery("per_person")
+    )
+    whole = select(
+        literal_column("1").label("whole"),
+        null().label("day"),
+        func.count().label("people"),
+        func.sum(per_person.c.times).label("times"),
+        func.sum(per_person.c.total).label("total"),
+        func.sum(per_person.c.numbers).label("numbers"),
+    )
+    rows = (await db.execute(union_all(daily, whole))).all()
+    daily_rows = [row for row in rows if not row.whole]
+    whole_row = next(row for row in rows if row.whole)
     everyone = None
     if spec.type == "property_average" and spec.per == "all_people":
         everyone = (
@@ -365,27 +409,36 @@ async def _sequence(
     if spec.repeatable and spec.type == "conversion_rate":
         # Every event is a start; the person's next one (or the range's end) closes it.
         nxt = func.lead(base.c.time).over(partition_by=base.c.profile_id, order_by=(base.c.time, base.c.id))
-        starts = select(*keys, base.c.time.label("start"), nxt.label("next")).subquery("starts")
+        starts = select(
+            *keys, base.c.id.label("start_id"), base.c.time.label("start"), nxt.label("next")
+        ).subquery("starts")
         until: Any = func.coalesce(starts.c.next, _t(win.hi))
+        start_keys = [*(starts.c[k.name] for k in keys), starts.c.start_id, starts.c.start]
     else:
         starts = select(*keys, func.min(base.c.time).label("start")).group_by(*keys).subquery("starts")
         until = _t(win.hi)
+        start_keys = [*(starts.c[k.name] for k in keys), starts.c.start]
     later = events.alias("later")
-    # A second event of the same type must be another, later one.
+    # A second event of the same type must be another, later one. A join and a GROUP BY rather
+    # than a subquery per start: the second events come from one range scan of the type index.
     same = spec.second_event == spec.event
-    end = select(func.min(later.c.time)).where(
+    on = [
         later.c.profile_id == starts.c.profile_id,
         later.c.type == spec.second_event,
         later.c.time > starts.c.start if same else later.c.time >= starts.c.start,
-        later.c.time >= _t(win.lo),  # implied by the start; bounds an index range scan
+        later.c.time >= _t(win.lo),  # implied by the start; bounds the index range scan
+        later.c.time < _t(win.hi),
         later.c.time < until,
-    )
+    ]
     if spec.source is not None:
-        end = end.where(later.c.source_id == spec.source)
+        on.append(later.c.source_id == spec.source)
+    if not spec.include_bots:
+        on.append(not_bot(later))
     day = starts.c.day if by_day else literal_column("0").label("day")
     paired = (
-        select(day, starts.c.start, end.scalar_subquery().label("end"))
-        .select_from(starts.join(profiles, _live(starts.c.profile_id)))
+        select(day, starts.c.start, func.min(later.c.time).label("end"))
+        .select_from(starts.join(profiles, _live(starts.c.profile_id)).outerjoin(later, and_(*on)))
+        .group_by(*start_keys)
         .subquery("paired")
     )
     if spec.type == "conversion_rate":
@@ -400,14 +453,14 @@ async def _sequence(
 # ------------------------------------------------------------------------------------ funnels
 
 
-def _funnel_chain(steps: list[str], win: Window, source: str | None) -> list[Any]:
+def _funnel_chain(steps: list[str], win: Window, source: str | None, include_bots: bool = False) -> list[Any]:
     """One CTE per step: each person who reached it, the time they did, and the previous step's.
 
     Step 1 is the person's first event of its type in the range; step k is the first event
     of its type after the time of step k-1 (loose order: anything may happen in between).
     """
     chain: list[Any] = []
-    first_conditions = _typed_events(steps[0], win, source=source, dialect="")
+    first_conditions = _typed_events(steps[0], win, source=source, dialect="", include_bots=include_bots)
     first = (
         select(
             events.c.profile_id.label("profile_id"),
@@ -437,6 +490,8 @@ def _funnel_chain(steps: list[str], win: Window, source: str | None) -> list[Any
         ]
         if source is not None:
             on.append(events.c.source_id == source)
+        if not include_bots:
+            on.append(not_bot())
         step = (
             select(
                 previous.c.profile_id,
@@ -452,38 +507,45 @@ def _funnel_chain(steps: list[str], win: Window, source: str | None) -> list[Any
 
 
 async def funnel(
-    db: AsyncConnection, steps: list[str], win: Window, dialect: str, *, source: str | None
+    db: AsyncConnection,
+    steps: list[str],
+    win: Window,
+    dialect: str,
+    *,
+    source: str | None,
+    include_bots: bool = False,
 ) -> list[dict[str, Any]]:
     """Each step: the people who reached it, conversions, the median time from the previous step."""
-    chain = _funnel_chain(steps, win, source)
+    await analytic_session(db)
+    chain = _funnel_chain(steps, win, source, include_bots)
     reached = union_all(
         *(
             select(literal_column(str(k)).label("step"), cte.c.prev, cte.c.at)
             for k, cte in enumerate(chain, start=1)
         )
     ).subquery("reached")
-    counts = dict((await db.execute(select(reached.c.step, func.count()).group_by(reached.c.step))).all())
+    # People and median gap per step in one statement, so the chain is worked out once. A step's
+    # gaps are all set (step 1's all NULL); the median is the middle row, or the mean of the two
+    # middle rows (portable, no percentile_cont).
     gap = (_epoch(reached.c.at, dialect) - _epoch(reached.c.prev, dialect)).label("gap")
-    ranked = (
-        select(
-            reached.c.step,
-            gap,
-            func.row_number().over(partition_by=reached.c.step, order_by=gap).label("rank"),
-            func.count().over(partition_by=reached.c.step).label("n"),
+    ranked = select(
+        reached.c.step,
+        gap,
+        func.row_number().over(partition_by=reached.c.step, order_by=gap).label("rank"),
+        func.count().over(partition_by=reached.c.step).label("n"),
+    ).subquery("ranked")
+    middle = ranked.c.rank.in_(((ranked.c.n + 1) // 2, (ranked.c.n + 2) // 2))
+    rows = (
+        await db.execute(
+            select(
+                ranked.c.step,
+                func.count().label("people"),
+                func.avg(case((middle, ranked.c.gap), else_=None)).label("median"),
+            ).group_by(ranked.c.step)
         )
-        .where(reached.c.prev.is_not(None))
-        .subquery("ranked")
-    )
-    # The median: the middle row, or the mean of the two middle rows (portable, no percentile_cont).
-    medians = dict(
-        (
-            await db.execute(
-                select(ranked.c.step, func.avg(ranked.c.gap))
-                .where(ranked.c.rank.in_(((ranked.c.n + 1) // 2, (ranked.c.n + 2) // 2)))
-                .group_by(ranked.c.step)
-            )
-        ).all()
-    )
+    ).all()
+    counts = {int(row.step): row.people for row in rows}
+    medians = {int(row.step): row.median for row in rows}
     first_people = int(counts.get(1, 0))
     out: list[dict[str, Any]] = []
     for k, event_type in enumerate(steps, start=1):
@@ -526,9 +588,11 @@ async def funnel_people(
     source: str | None,
     limit: int,
     after: str | None,
+    include_bots: bool = False,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of the people who reached ``step`` (from 1), by profile id, and the next cursor."""
-    chain = _funnel_chain(steps[:step], win, source)
+    await analytic_session(db)
+    chain = _funnel_chain(steps[:step], win, source, include_bots)
     reached = chain[-1]
     last_event = (
         select(func.max(events.c.time)).where(events.c.profile_id == reached.c.profile_id).scalar_subquery()

@@ -160,9 +160,12 @@ def property_leaf(column: Any, leaf: dict[str, Any], dialect: str) -> ColumnElem
 
 
 def event_leaf(
-    leaf: dict[str, Any], dialect: str, now: datetime, profile_id: Any = None
+    leaf: dict[str, Any], dialect: str, now: datetime, profile_id: Any = None, *, include_bots: bool = False
 ) -> ColumnElement[bool]:
-    """The person (``profile_id``, by default the outer ``profiles.id``) did (or did not) the event."""
+    """The person (``profile_id``, by default the outer ``profiles.id``) did (or did not) the event.
+
+    Bots' events (``"bot": true`` in their context, ``core/bots.py``) count only with ``include_bots``.
+    """
     event_type = leaf.get("event")
     if not isinstance(event_type, str):
         raise ConditionError("not an event leaf")
@@ -173,6 +176,8 @@ def event_leaf(
         where.append(events.c.time >= now - timedelta(days=int(within)))
     for prop in leaf.get("where") or ():
         where.append(property_leaf(events.c.properties, prop, dialect))
+    if not include_bots:
+        where.append(events.c.bot == false())
     min_count = int(leaf.get("min_count", 1))
     if min_count <= 1:
         did: ColumnElement[bool] = exists(select(literal(1)).where(*where))
@@ -182,13 +187,13 @@ def event_leaf(
 
 
 def compile_condition(
-    tree: dict[str, Any], dialect: str, now: datetime, *, depth: int = 1
+    tree: dict[str, Any], dialect: str, now: datetime, *, depth: int = 1, include_bots: bool = False
 ) -> ColumnElement[bool]:
     """The tree as a boolean expression over the ``profiles`` row of the enclosing query."""
     if depth > MAX_DEPTH or not isinstance(tree, dict):
         raise ConditionError("not a condition")
     inner: Callable[[Any], ColumnElement[bool]] = lambda node: compile_condition(  # noqa: E731
-        node, dialect, now, depth=depth + 1
+        node, dialect, now, depth=depth + 1, include_bots=include_bots
     )
     if "all" in tree:
         parts = [inner(node) for node in tree["all"]]
@@ -201,5 +206,5 @@ def compile_condition(
     if "property" in tree:
         return property_leaf(profiles.c.traits, tree, dialect)
     if "event" in tree:
-        return event_leaf(tree, dialect, now)
+        return event_leaf(tree, dialect, now, include_bots=include_bots)
     raise ConditionError("not a condition")

@@ -79,13 +79,14 @@ _OPEN_SESSIONS = """
 _INSERT_EVENTS = """
     WITH inserted AS (
         INSERT INTO events (id, source_id, profile_id, session_id, type, time, received_at,
-                            properties, context, dedup_key)
+                            properties, context, dedup_key, bot)
         SELECT id, source_id, profile_id, session_id, type, time, received_at,
-               properties::jsonb, context::jsonb, dedup_key
+               properties::jsonb, context::jsonb, dedup_key, bot
         FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[],
-                    $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[], $10::varchar[])
+                    $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[], $10::varchar[],
+                    $16::bool[])
              AS e(id, source_id, profile_id, session_id, type, time, received_at,
-                  properties, context, dedup_key)
+                  properties, context, dedup_key, bot)
         ON CONFLICT (source_id, dedup_key) DO NOTHING
         RETURNING id, session_id
     ), counts AS (
@@ -180,5 +181,6 @@ class PgGroupStore(GroupStoreBase):
             list(seen),
             [entry.visits for entry in seen.values()],
             [entry.at for entry in seen.values()],
+            rows.bot,
         )
         return {row[0] for row in found}

@@ -24,7 +24,7 @@ from trackway import jsonutil
 from trackway.db.group_store import GroupStoreBase, chunks
 from trackway.db.rows import EventColumns, NewProfile, NewSession, ProfileRow, Seen
 
-#: SQLite allows 32,766 bound values a statement; events have ten columns, sessions eight.
+#: SQLite allows 32,766 bound values a statement; events have eleven columns, sessions eight.
 _EVENTS_PER_STATEMENT = 3000
 _SESSIONS_PER_STATEMENT = 4000
 _KEYS_PER_STATEMENT = 20000
@@ -42,9 +42,9 @@ def _placeholders(count: int) -> str:
 
 _INSERT_EVENTS = (
     "INSERT INTO events (id, source_id, profile_id, session_id, type, time, received_at, "
-    "properties, context, dedup_key) VALUES {values} "
+    "properties, context, dedup_key, bot) VALUES {values} "
     "ON CONFLICT (source_id, dedup_key) DO NOTHING RETURNING id",
-    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 )
 _INSERT_SESSIONS = (
     "INSERT INTO sessions (id, source_id, client_key, visit_key, profile_id, started_at, "
@@ -164,6 +164,7 @@ class SqliteGroupStore(GroupStoreBase):
                         dumps(rows.properties[i]),
                         dumps(rows.context[i]),
                         rows.dedup_key[i],
+                        rows.bot[i],
                     )
                 )
             found = await conn.execute_fetchall(_multi_row(_INSERT_EVENTS, end - start), params)

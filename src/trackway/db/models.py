@@ -12,10 +12,13 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -44,6 +47,10 @@ class Source(Base):
     cart_abandon_after: Mapped[int] = mapped_column(Integer, server_default=text("3600"))
     #: Events older than this many days are deleted by the retention job; ``None``: kept (migration 0011).
     retention_days: Mapped[int | None] = mapped_column(Integer)
+    #: Requests per second each Trackway process accepts for the source (``NULL``: no limit;
+    #: migration 0013), and how many may come at once above that rate.
+    rate_limit_per_second: Mapped[float | None] = mapped_column(Float)
+    rate_limit_burst: Mapped[int | None] = mapped_column(Integer)
 
 
 class Profile(Base):
@@ -124,9 +131,11 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("source_id", "dedup_key"),
         Index("ix_events_profile_time", "profile_id", "time", "id"),
-        # GET /api/events, all events or one type, by time (migration 0007).
+        # GET /api/events, all events or one type, by time (migration 0007); the read side
+        # answers from the type index alone, so it holds the profile id and the bot flag too
+        # (migration 0010).
         Index("ix_events_time", "time", "id"),
-        Index("ix_events_type_time", "type", "time", "id"),
+        Index("ix_events_type_time", "type", "time", "id", "profile_id", "bot"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -139,6 +148,8 @@ class Event(Base):
     properties: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
     context: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
     dedup_key: Mapped[str | None] = mapped_column(String(255))
+    #: Sent by a bot (migration 0010): the read side leaves it out unless asked.
+    bot: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
 class ProfileMerge(Base):
@@ -290,6 +301,46 @@ class JobState(Base):
     next_run_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class Rejection(Base):
+    """A collector request rejected with a 4xx (not 401/403) for a known source: kept to be
+    read, fixed and replayed (``dialects/quarantine.py``). The raw request is kept as it came,
+    without credentials; ``response`` is the JSON body the client got, as text (a client's
+    string in a ``loc`` may hold ``\\u0000``, which PostgreSQL's JSONB refuses)."""
+
+    __tablename__ = "rejections"
+    __table_args__ = (
+        Index("ix_rejections_received_at", "received_at", "id"),
+        Index("ix_rejections_source_received_at", "source_id", "received_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    dialect: Mapped[str] = mapped_column(String(16))
+    source_id: Mapped[str] = mapped_column(KEY)
+    status: Mapped[int] = mapped_column(Integer)
+    #: A short code of why: ``invalid`` (422), ``too_large`` (413), ``unsupported_media_type`` (415)...
+    reason: Mapped[str] = mapped_column(String(32))
+    response: Mapped[str] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(255))
+    query: Mapped[bytes] = mapped_column(LargeBinary)
+    #: ``[[name, value], ...]``, names lower-cased, credentials left out.
+    headers: Mapped[list[list[str]]] = mapped_column(JsonColumn)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The body was over the limit: only its first ``max_body_bytes`` (or nothing) are kept.
+    body_truncated: Mapped[bool] = mapped_column(Boolean)
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    #: ``quarantined``, ``replaying`` (claimed by a replay since ``claimed_at``) or ``replayed``.
+    state: Mapped[str] = mapped_column(String(16))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    replay_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_replay_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_replay_status: Mapped[int | None] = mapped_column(Integer)
+    last_replay_response: Mapped[str | None] = mapped_column(Text)
+    #: When a replay was accepted (``state`` is then ``replayed``).
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 sources = Source.__table__
 profiles = Profile.__table__
 identities = Identity.__table__
@@ -303,3 +354,4 @@ saved_funnels = SavedFunnel.__table__
 erasures = Erasure.__table__
 suppressions = Suppression.__table__
 job_state = JobState.__table__
+rejections = Rejection.__table__

@@ -112,6 +112,8 @@ class PeopleFilter:
     identity: tuple[str, str, str | None] | None = None
     last_seen_after: datetime | None = None
     last_seen_before: datetime | None = None
+    #: Bots' events count in the condition's event leaves too (left out by default).
+    include_bots: bool = False
 
 
 def people_where(db: AsyncConnection, people: PeopleFilter, now: datetime) -> list[ColumnElement[bool]]:
@@ -140,7 +142,9 @@ def people_where(db: AsyncConnection, people: PeopleFilter, now: datetime) -> li
     if people.last_seen_before is not None:
         where.append(profiles.c.last_seen_at < people.last_seen_before)
     if people.condition is not None:
-        where.append(compile_condition(people.condition, db.dialect.name, now))
+        where.append(
+            compile_condition(people.condition, db.dialect.name, now, include_bots=people.include_bots)
+        )
     return where
 
 

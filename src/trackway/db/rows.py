@@ -25,6 +25,8 @@ class EventColumns:
     properties: list[dict[str, Any]] = field(default_factory=list)
     context: list[dict[str, Any]] = field(default_factory=list)
     dedup_key: list[str | None] = field(default_factory=list)
+    #: Sent by a bot (``IngestBatch.bot``): left out of the read side's counts unless asked.
+    bot: list[bool] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.id)

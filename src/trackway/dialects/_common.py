@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -10,6 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from trackway.clientip import mask_ip
 from trackway.core.batch import RequestMeta
 from trackway.core.values import string_problem
 from trackway.errors import PayloadTooLarge, ValidationFailed
@@ -17,19 +17,33 @@ from trackway.errors import PayloadTooLarge, ValidationFailed
 M = TypeVar("M", bound=BaseModel)
 
 
+#: Where ``read_body`` leaves what it read on the request's scope, for the quarantine
+#: (``dialects/quarantine.py``): a rejected request is kept with its body, and its
+#: exception handler sees the scope, not the stream the body came from.
+BODY_KEY = "trackway.body"
+#: Set on the scope when the body was over the limit: ``BODY_KEY`` holds its first bytes at most.
+BODY_TRUNCATED_KEY = "trackway.body_truncated"
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with a 413 as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        request.scope[BODY_TRUNCATED_KEY] = True
         raise PayloadTooLarge(f"Request body is over the {limit} byte limit.")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
+            chunks.append(chunk[: len(chunk) - (size - limit)])
+            request.scope[BODY_KEY] = b"".join(chunks)
+            request.scope[BODY_TRUNCATED_KEY] = True
             raise PayloadTooLarge(f"Request body is over the {limit} byte limit.")
         chunks.append(chunk)
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    request.scope[BODY_KEY] = body
+    return body
 
 
 def parse_model(model: type[M], body: bytes) -> M:
@@ -52,16 +66,6 @@ def pydantic_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) ->
             msg = "The body must be a JSON object."
         errors.append({"loc": loc, "msg": msg, "type": error["type"]})
     return errors
-
-
-def mask_ip(ip: str) -> str:
-    """IPv4 to its /24, IPv6 to its /48: enough for geography, not enough to name a household."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
 
 
 def request_meta(request: Request, *, masked: bool) -> RequestMeta:
@@ -121,7 +125,12 @@ def urlencoded_fields(raw: bytes, where: Where, max_fields: int) -> list[tuple[s
 
 def media_type(request: Request) -> str:
     """The request's content type without parameters, lower-cased (``application/json``)."""
-    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return media_type_of(request.headers.get("content-type", ""))
+
+
+def media_type_of(content_type: str) -> str:
+    """A ``Content-Type`` value without parameters, lower-cased."""
+    return content_type.partition(";")[0].strip().lower()
 
 
 def url_parameters(url: str, prefixes: tuple[str, ...]) -> dict[str, str]:

@@ -81,6 +81,7 @@ class UnsupportedMediaType(TrackwayError):
     """A body that is not url-encoded fields (JSON, multipart): InSend's clients send nothing else."""
 
     status_code = 415
+    reason = "unsupported_media_type"
     detail = "Send the fields in the query string or as an application/x-www-form-urlencoded body."
 
 

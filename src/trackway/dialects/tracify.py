@@ -409,11 +409,13 @@ async def authenticate(
     The secret is compared in constant time, so the response time says nothing about
     how much of a guessed key was right. Every failure gives the same 401.
     """
-    if not api_key or len(site_ids) != 1:
-        raise InvalidSource()
+    if not api_key:
+        raise InvalidSource(reason="bad_key")
+    if len(site_ids) != 1:
+        raise InvalidSource(reason="several_sources")
     info = await services.sources.authenticate(next(iter(site_ids)), DIALECT, origin=origin)
     if not info.secret or not hmac.compare_digest(info.secret.encode(), api_key.encode()):
-        raise InvalidSource()
+        raise InvalidSource(reason="bad_key")
     return info
 
 
@@ -512,7 +514,7 @@ async def tracify_events(request: Request) -> Response:
     settings = services.settings
     api_key = request.headers.get("x-api-key")
     if not api_key:
-        raise InvalidSource()
+        raise InvalidSource(reason="bad_key")
     body = await read_body(request, settings.max_body_bytes)
     payload = parse_model(TracifyPayload, body)
     if len(payload.events) > settings.max_batch_events:

@@ -73,6 +73,7 @@ class UnsupportedMediaType(TrackwayError):
     """A POST to ``/set`` or ``/alias`` whose body is not a form: Tracktor sends nothing else."""
 
     status_code = 415
+    reason = "unsupported_media_type"
     detail = "Send the parameters in the query string or as an application/x-www-form-urlencoded body."
 
 
@@ -428,10 +429,10 @@ def check_signature(source: SourceInfo, person_id: str, sign: str | None) -> boo
     """
     if sign is None:
         if source.signed_only:
-            raise BadSignature()
+            raise BadSignature(reason="missing_signature")
         return False
     if not source.secret:
-        raise BadSignature()
+        raise BadSignature(reason="signature_without_secret")
     expected = signature(source.secret, person_id)
     if not hmac.compare_digest(expected.encode(), sign.lower().encode()):
         raise BadSignature()
