@@ -50,9 +50,10 @@ SOURCE_IDS = {
     "tracify": "bench-shop",
     "tracktor": "bench-app",
     "insend": "bench-store",
+    "segment": "bench-sdk",
 }
 #: The dialects whose acknowledged events traffic.lua counts ("<dialect>_events" in its summary).
-DIALECTS = ("tracardi", "tracify", "tracktor", "insend")
+DIALECTS = ("tracardi", "tracify", "tracktor", "insend", "segment")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -8,6 +8,8 @@ One command (``make bench``) runs, one after the other on this machine, each wit
 * ``pg-tracify``, ``pg-tracktor``, ``pg-insend``: the same server, each with one dialect's traffic
   over 3,000 known people (preloaded, unmeasured, before the load): Tracify batches of 50 events
   naming 10 people, Tracktor ``GET /track``, InSend ``POST /watch/event`` (``view_product``);
+* ``pg-segment``: the same server, Segment ``/v1/batch`` requests of 20 calls naming 5 users
+  (Basic auth, as the server SDKs send them), beside the Tracardi run (issue 18);
 * ``tracify-500``: single 500-event Tracify batches, one at a time, latency per batch;
 * ``pg``, ``pg-2w``, ``sqlite``: Trackway with the mixed traffic (Tracardi plus Tracify batches and
   Tracktor GETs) on PostgreSQL with 1 and 2 workers, and on SQLite with 1 worker.
@@ -57,7 +59,10 @@ TRAFFIC_SOURCES = {
     "tracktor": ("tracktor",),
     "insend": ("insend",),
     "tracify-500": ("tracify",),
+    "segment": ("segment",),
 }
+#: pg-segment: ``/v1/batch`` requests of this many calls naming this many users (issue 18).
+SEGMENT_EVENTS, SEGMENT_PEOPLE = 20, 5
 #: Traffics over the known people, preloaded before the measured load.
 KNOWN_PEOPLE = frozenset({"tracify", "tracktor", "insend", "tracify-500"})
 #: People per Tracify batch of the preload pass (one pageview each).
@@ -87,6 +92,7 @@ RUNS = {
         RunSpec("ceiling", "ceiling", None, 1, "tracardi"),
         RunSpec("naive", "naive", "postgresql", 1, "tracardi"),
         RunSpec("pg-tracardi", "trackway", "postgresql", 1, "tracardi"),
+        RunSpec("pg-segment", "trackway", "postgresql", 1, "segment"),
         RunSpec("pg-tracify", "trackway", "postgresql", 1, "tracify"),
         RunSpec("pg-tracktor", "trackway", "postgresql", 1, "tracktor"),
         RunSpec("pg-insend", "trackway", "postgresql", 1, "insend"),
@@ -189,6 +195,14 @@ def traffic_for(
         traffic.update(tracktor_source=sources["tracktor"]["id"], tracktor_share=1)
     if "insend" in sources:
         traffic.update(insend_source=sources["insend"]["id"], insend_share=1)
+    if "segment" in sources:
+        traffic.update(
+            segment_source=sources["segment"]["id"],
+            segment_share=1,
+            segment_events=SEGMENT_EVENTS,
+            segment_people=SEGMENT_PEOPLE,
+            segment_pool=args.people,
+        )
     if people_file is not None:
         traffic["people_file"] = str(people_file)
     return traffic
@@ -252,7 +266,15 @@ def fill(result: RunResult, load: harness.Load) -> None:
     result.status = dict(raw["status"])
     result.mix = {
         key: int(raw[key])
-        for key in ("returning", "new_session", "new_visitor", "tracify_sent", "tracktor_sent", "insend_sent")
+        for key in (
+            "returning",
+            "new_session",
+            "new_visitor",
+            "tracify_sent",
+            "tracktor_sent",
+            "insend_sent",
+            "segment_sent",
+        )
         if int(raw.get(key, 0))
     }
     result.samples = list(raw["samples"])
@@ -551,6 +573,7 @@ class Target:
 RATIO_TARGETS = (
     # (run, what, minimum ratio)
     ("pg-tracify", "events/s", 1.0),
+    ("pg-segment", "events/s", 1.0),  # issue 18
     ("pg-tracktor", "req/s", 0.8),
     ("pg-insend", "req/s", 0.8),
     ("pg", "req/s", 0.8),

@@ -96,6 +96,7 @@ tid = tid or 0
 sent, responses, ok, held, awaiting, delays = 0, 0, 0, 0, 0, 0
 tracardi_ok, tracardi_events, tracify_ok, tracify_events, tracktor_ok, tracktor_events = 0, 0, 0, 0, 0, 0
 insend_ok, insend_events = 0, 0
+segment_ok, segment_events, segment_sent = 0, 0, 0
 new_visitor, new_session, returning, tracify_sent, tracktor_sent, insend_sent = 0, 0, 0, 0, 0, 0
 preload_sent = 0 -- requests of the preload pass (preload=...)
 idle_closes = 0 -- held connections the server closed (wrk counts each as a read error)
@@ -391,6 +392,69 @@ local function tracktor_request()
   return tracktor_get(person, pick(TRACKTOR_ACTIONS))
 end
 
+-- --- Segment: POST /v1/batch as the server SDKs send it ------------------------------------------
+-- segment_events calls naming segment_people users of a pool of segment_pool ids (new ones become
+-- profiles, later draws find them): per user a page, then tracks, interleaved as they happened.
+-- Basic auth with the write key, as analytics-python and rudder-sdk-python send it. A 2xx is
+-- {"success":true}: the batch is all or nothing, and messageIds are fresh, so every call stored.
+
+local SEGMENT_TRACKS = { "Product Viewed", "Product Added", "Checkout Started", "Order Completed" }
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local segment_auth
+
+local function base64(s)
+  return ((s:gsub(".", function(c)
+    local byte, bits = c:byte(), ""
+    for i = 8, 1, -1 do
+      bits = bits .. (byte % 2 ^ i - byte % 2 ^ (i - 1) > 0 and "1" or "0")
+    end
+    return bits
+  end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(bits)
+    if #bits < 6 then
+      return ""
+    end
+    local n = 0
+    for i = 1, 6 do
+      n = n + (bits:sub(i, i) == "1" and 2 ^ (6 - i) or 0)
+    end
+    return B64:sub(n + 1, n + 1)
+  end) .. ({ "", "==", "=" })[#s % 3 + 1])
+end
+
+local function segment_call(user, step, now)
+  local page = pick(PAGES)
+  local common = '"messageId":"' .. uuid4() .. '","userId":"' .. user .. '","timestamp":"' .. now
+    .. '","context":{"library":{"name":"analytics-python","version":"2.4.0"},"page":{"url":"' .. ORIGIN
+    .. page[1] .. '","path":"' .. page[1] .. '","title":"' .. page[2] .. '"}}'
+  if step == 1 then
+    return '{"type":"page","name":"' .. page[2] .. '",' .. common .. "}"
+  end
+  local product = pick(PRODUCTS)
+  return '{"type":"track","event":"' .. SEGMENT_TRACKS[(step - 2) % #SEGMENT_TRACKS + 1] .. '",'
+    .. '"properties":{"product":"' .. product[1] .. '","category":"' .. product[2] .. '","price":'
+    .. format("%.2f", 19 + random() * 480) .. "}," .. common .. "}"
+end
+
+local function segment_request()
+  segment_sent = segment_sent + 1
+  local now = iso_now()
+  local users = {}
+  for j = 1, cfg.segment_people do
+    users[j] = "seg-user-" .. random(1, cfg.segment_pool)
+  end
+  local calls, n = {}, 0
+  for step = 1, cfg.segment_events / cfg.segment_people do
+    for j = 1, cfg.segment_people do
+      n = n + 1
+      calls[n] = segment_call(users[j], step, now)
+    end
+  end
+  local body = '{"batch":[' .. concat(calls, ",") .. '],"sentAt":"' .. now .. '"}'
+  local headers = "Content-Type: application/json\r\nAuthorization: Basic " .. segment_auth
+    .. "\r\nUser-Agent: analytics-python/2.4.0\r\n"
+  return http_request("POST", "/v1/batch", headers, body)
+end
+
 -- --- InSend: POST /watch/event, view_product of a known visitor or guest ---------------------
 
 local function insend_request(person)
@@ -445,6 +509,16 @@ function init(args)
   cfg.tracify_share = tonumber(cfg.tracify_share or "0")
   cfg.tracktor_share = tonumber(cfg.tracktor_share or "0")
   cfg.insend_share = tonumber(cfg.insend_share or "0")
+  cfg.segment_share = tonumber(cfg.segment_share or "0")
+  cfg.segment_events = tonumber(cfg.segment_events or "20")
+  cfg.segment_people = tonumber(cfg.segment_people or "5")
+  cfg.segment_pool = tonumber(cfg.segment_pool or "3000")
+  if cfg.segment_share > 0 then
+    if not cfg.segment_source then
+      error("Segment requests need segment_source")
+    end
+    segment_auth = base64(cfg.segment_source .. ":")
+  end
   cfg.threads = tonumber(cfg.threads or "1")
   cfg.phase = cfg.preload and "p" or "m"
   cfg.tracify_people = tonumber(cfg.tracify_people or "10")
@@ -571,6 +645,10 @@ function request()
     return preload_request()
   end
   local draw = random()
+  if draw < cfg.segment_share then
+    return segment_request()
+  end
+  draw = draw - cfg.segment_share
   if draw < cfg.tracify_share then
     return n_people > 0 and tracify_people_request() or tracify_request()
   elseif draw < cfg.tracify_share + cfg.tracktor_share then
@@ -598,7 +676,10 @@ function response(code, headers, body)
       return
     end
     local accepted = body:match('"accepted":(%d+)')
-    if accepted then
+    if body == '{"success":true}' then
+      segment_ok = segment_ok + 1
+      segment_events = segment_events + cfg.segment_events
+    elseif accepted then
       tracify_ok = tracify_ok + 1
       tracify_events = tracify_events + tonumber(accepted)
     else
@@ -642,7 +723,7 @@ end
 local COUNTERS = {
   "sent", "responses", "ok", "held", "unreadable", "reads_ok",
   "tracardi_ok", "tracardi_events", "tracify_ok", "tracify_events", "tracktor_ok", "tracktor_events",
-  "insend_ok", "insend_events", "idle_closes",
+  "insend_ok", "insend_events", "segment_ok", "segment_events", "segment_sent", "idle_closes",
   "new_visitor", "new_session", "returning", "tracify_sent", "tracktor_sent", "insend_sent", "drained",
 }
 

@@ -63,7 +63,7 @@ def test_serve_flags_parse() -> None:
     args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "9000", "--workers", "2"])
     assert (args.host, args.port, args.workers, args.no_migrate) == ("0.0.0.0", 9000, 2, False)
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["sources", "create", "--dialect", "segment", "--name", "x"])
+        build_parser().parse_args(["sources", "create", "--dialect", "mixpanel", "--name", "x"])
 
 
 def test_cart_abandon_after_and_run_outcomes(sqlite_env: Path, capsys: pytest.CaptureFixture[str]) -> None:

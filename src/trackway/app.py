@@ -30,7 +30,7 @@ from trackway.core.sessions import describe_device
 from trackway.core.sources import SourceDirectory
 from trackway.db.engine import make_engine
 from trackway.db.uow import SqlUnitOfWork
-from trackway.dialects import dispatch, insend, tracardi, tracify, tracker_script, tracktor
+from trackway.dialects import dispatch, insend, segment, tracardi, tracify, tracker_script, tracktor
 from trackway.dialects.quarantine import Quarantine
 from trackway.dialects.routes import lean_routes
 from trackway.limits import BodyDeadline
@@ -41,7 +41,14 @@ from trackway.services import AppServices
 from trackway.settings import Settings
 
 #: Routers of the endpoints that trackers call: served lean (``dialects/routes.py``).
-COLLECTOR_ROUTERS = (dispatch.router, tracker_script.router, tracktor.router, insend.router, tracify.router)
+COLLECTOR_ROUTERS = (
+    dispatch.router,
+    tracker_script.router,
+    tracktor.router,
+    insend.router,
+    tracify.router,
+    segment.router,
+)
 
 
 def _telemetry_option(enabled: bool) -> dict[str, Any]:

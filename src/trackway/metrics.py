@@ -28,7 +28,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: The ``dialect`` label of ``trackway_requests_total``: a tracker dialect, the browser
 #: tracker script (``GET /tracker`` or ``/tracker/liliput.min.js``), the admin and read API,
 #: or anything else.
-REQUEST_DIALECTS: Final = ("tracardi", "tracktor", "insend", "tracify", "tracker", "api", "other")
+REQUEST_DIALECTS: Final = ("tracardi", "tracktor", "insend", "tracify", "segment", "tracker", "api", "other")
 #: Ingest batches per committed transaction: 1 without group commit, more with it.
 BATCH_SIZE_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 #: Commit latency, from a local SQLite fsync to a slow network round trip.
@@ -36,6 +36,11 @@ COMMIT_SECONDS_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
 
 _FORM: Final = "application/x-www-form-urlencoded"
 _TRACKTOR_PATHS: Final = frozenset({"/set", "/alias"})
+#: The Segment dialect's paths: its HTTP API, and analytics.js' short ones.
+_SEGMENT_PATHS: Final = frozenset(
+    {f"/v1/{name}" for name in ("track", "identify", "page", "screen", "group", "alias", "batch")}
+    | {f"{prefix}/{letter}" for prefix in ("", "/v1") for letter in "tipsgab"}
+)
 
 
 class Metrics:
@@ -180,6 +185,8 @@ def request_dialect(method: str, path: str, content_type: str) -> str:
         return "insend"
     if path == "/tracify/events":
         return "tracify"
+    if path in _SEGMENT_PATHS:
+        return "segment"
     if path in ("/tracker", "/tracker/liliput.min.js"):
         return "tracker"
     if path == "/api" or path.startswith("/api/"):

@@ -19,6 +19,13 @@ COLLECTOR_OPERATIONS = {
     ("/tracify/events", "post"),
     ("/tracker", "get"),
     ("/tracker/liliput.min.js", "get"),
+    *(
+        (path, "post")
+        for path in (
+            *(f"/v1/{name}" for name in ("track", "identify", "page", "screen", "group", "alias", "batch")),
+            *(f"{prefix}/{letter}" for prefix in ("", "/v1") for letter in "tipsgab"),
+        )
+    ),
 }
 
 

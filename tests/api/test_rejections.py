@@ -650,3 +650,27 @@ def test_the_flood_cap_counts_per_source_and_clock_minute() -> None:
     now[0] = 180.0  # the next one
     assert [cap.allow("a"), cap.allow("a"), cap.allow("a")] == [True, True, False]
     assert FloodCap(0).allow("a") is False
+
+
+async def test_a_rejected_segment_call_is_kept_and_replays_with_its_write_key(
+    client: httpx.AsyncClient, uow: SqlUnitOfWork
+) -> None:
+    """Segment's write key travels as HTTP Basic's user name, which the quarantine does not keep:
+    the rejection is filed under the source it names, and the replay says the key again."""
+    import base64
+
+    await source_service.create_source(uow, name="app", dialect="segment", source_id="seg-write-key")
+    basic = "Basic " + base64.b64encode(b"seg-write-key:").decode()
+    call = {"type": "track", "userId": "u-1", "properties": {"plan": "pro"}, "messageId": "m-1"}
+    response = await client.post("/v1/track", json=call, headers={"Authorization": basic})
+    assert response.status_code == 400  # a track without its event name
+    detail = await only_rejection(client)
+    assert (detail["dialect"], detail["source_id"]) == ("segment", "seg-write-key")
+    assert_no_credentials(detail, basic)
+    outcome = await replay(client, detail["id"], body={**call, "event": "Signed Up"})
+    assert outcome["state"] == "replayed", outcome
+    again = await replay(client, detail["id"], body={**call, "event": "Signed Up"})
+    assert again["ran"] is False
+    async with uow.read() as db:
+        stored = (await db.execute(text("SELECT type FROM events"))).scalars().all()
+    assert stored == ["Signed Up"]

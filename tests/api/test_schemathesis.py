@@ -36,6 +36,7 @@ SOURCES = {
     "tracktor": "st-tracktor",
     "insend": "st-insend",
     "tracify": "st-tracify",
+    "segment": "st-segment",
 }
 TRACIFY_SECRET = "schemathesis-tracify-secret-0123456789"
 
@@ -101,6 +102,8 @@ def _real_sources(case: Any) -> None:
             fields["sid"] = SOURCES["tracktor"]
         if "app_key" in fields:
             fields["app_key"] = SOURCES["insend"]
+        if "writeKey" in fields:
+            fields["writeKey"] = SOURCES["segment"]
     if path == "/track" and body is not None and isinstance(body.get("source"), dict):
         body["source"]["id"] = SOURCES["tracardi"]
     if path == "/tracify/events":

@@ -73,7 +73,7 @@ async def test_source_with_a_chosen_id_and_duplicates(client) -> None:
 @pytest.mark.parametrize(
     ("body", "loc"),
     [
-        ({"name": "x", "dialect": "segment"}, ["body", "dialect"]),
+        ({"name": "x", "dialect": "mixpanel"}, ["body", "dialect"]),
         ({"dialect": "tracardi"}, ["body", "name"]),
         ({"name": "x", "dialect": "tracardi", "id": "has space"}, ["body", "id"]),
         (

@@ -112,6 +112,7 @@ async def test_the_lock_steps_lock_in_id_order_even_on_sequential_scans(uow, tra
                 ["p1", "p2"],
                 [0, 1],
                 [datetime.now(UTC)] * 2,
+                [],  # the events' bot flags
             )
             assert _locks_in_id_order(plan["Plan"]), plan
             kinds = [_locked_tables(node) for node in _nodes(plan["Plan"]) if node["Node Type"] == "LockRows"]

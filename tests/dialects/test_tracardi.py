@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import ADMIN, count, counts
 from tests.helpers import fixture, tracker_payload
 from trackway.core import sources as source_service
+from trackway.core.identity import email_sha256
 from trackway.core.sources import SourceInfo
 from trackway.db.uow import SqlUnitOfWork
 
@@ -501,3 +502,56 @@ async def test_malformed_time_object_is_422_naming_the_field(
     assert error["loc"] == ["body", "events", 1, "time"]
     assert error["msg"].startswith(f"{named}: ")
     await assert_nothing_written(uow)
+
+
+# --- Trackway's extension: identify (tracker.identify) ------------------------------------------
+
+
+async def test_identify_names_the_browser_profile_and_joins_the_email(client, uow, tracardi_source) -> None:
+    session = str(uuid.uuid4())
+    first = (await client.post("/track", json=tracker_payload(SOURCE, session=session))).json()
+    browser = first["profile"]["id"]
+    # A backend already knows the person by email (Tracify's hash).
+    await source_service.create_source(
+        uow, name="backend", dialect="tracify", source_id="shop", secret="s" * 32
+    )
+    answer = await client.post(
+        "/track",
+        json={
+            **tracker_payload(SOURCE, session=session, profile=browser, events=0),
+            "identify": {"userId": "u-42", "traits": {"email": "Ann@Example.com", "name": "Ann", "x": None}},
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["profile"]["id"] == browser
+    view = (await client.get(f"/api/profiles/{browser}", headers=ADMIN)).json()
+    assert view["anonymous"] is False
+    assert view["traits"] == {"email": "Ann@Example.com", "name": "Ann"}
+    assert {(i["kind"], i["value"], i["scope"]) for i in view["identities"]} >= {
+        ("user_id", "u-42", SOURCE),
+        ("email_sha256", email_sha256("ann@example.com"), None),
+    }
+    # Another device signs in as the same user: its profile joins the first one (the oldest).
+    other = (await client.post("/track", json=tracker_payload(SOURCE, session=str(uuid.uuid4())))).json()
+    joined = await client.post(
+        "/track",
+        json={
+            **tracker_payload(SOURCE, session=str(uuid.uuid4()), profile=other["profile"]["id"], events=1),
+            "identify": {"userId": "u-42"},
+        },
+    )
+    assert joined.json()["profile"]["id"] == browser
+    assert await count(uow, "profiles", merged_into=browser) == 1
+
+
+async def test_identify_bad_input_is_422(client, uow, tracardi_source) -> None:
+    for identify, loc in (
+        ({"traits": {}}, ["body", "identify", "userId"]),
+        ({"userId": ""}, ["body", "identify", "userId"]),
+        ({"userId": "a\x00"}, ["body", "identify", "userId"]),
+        ({"userId": "u", "traits": {"k": 2**64}}, ["body", "identify", "traits", "k"]),
+    ):
+        response = await client.post("/track", json={**tracker_payload(SOURCE), "identify": identify})
+        assert response.status_code == 422, identify
+        assert response.json()["detail"][0]["loc"] == loc
+    assert await count(uow, "profiles") == 0

@@ -19,6 +19,7 @@ TRACKTOR = "tracktor-app"
 INSEND = "insend-shop"
 TRACIFY = "5f0e3c2a-7f7b-4c1e-9a51-2f3b8d1c0a11"
 SECRET = "tracify-test-secret-0123456789abcdef"
+SEGMENT = "segment-write-key"
 INVALID_SOURCE = {"detail": "Access denied. Invalid source."}
 
 
@@ -31,6 +32,7 @@ async def sources(uow: SqlUnitOfWork) -> None:
     await source_service.create_source(
         uow, name="backend", dialect="tracify", source_id=TRACIFY, secret=SECRET
     )
+    await source_service.create_source(uow, name="sdk", dialect="segment", source_id=SEGMENT)
 
 
 async def row_counts(uow: SqlUnitOfWork) -> dict[str, int]:

@@ -17,6 +17,8 @@ one test run one after another.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import os
 from datetime import UTC, datetime, timedelta, timezone
@@ -28,7 +30,17 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.hostile.conftest import INSEND, SECRET, TRACARDI, TRACIFY, TRACKTOR, readable, row_counts, sha
+from tests.hostile.conftest import (
+    INSEND,
+    SECRET,
+    SEGMENT,
+    TRACARDI,
+    TRACIFY,
+    TRACKTOR,
+    readable,
+    row_counts,
+    sha,
+)
 from trackway.db.uow import SqlUnitOfWork
 
 EXAMPLES = int(os.environ.get("TRACKWAY_HYPOTHESIS_EXAMPLES", "30"))
@@ -256,6 +268,22 @@ tracardi_payloads = st.fixed_dictionaries(
         "context": contexts,
         "properties": odd(objects),
         "options": odd(objects),
+        # Trackway's extension: tracker.identify(userId, traits).
+        "identify": odd(
+            st.fixed_dictionaries(
+                {"userId": odd(keys)},
+                optional={
+                    "traits": odd(
+                        st.one_of(
+                            objects,
+                            st.fixed_dictionaries(
+                                {"email": odd(st.sampled_from(["u@example.com", "x", None]))}
+                            ),
+                        )
+                    )
+                },
+            )
+        ),
     },
 )
 
@@ -524,3 +552,79 @@ async def test_tracify(client, uow, body: Any, key: str | None) -> None:
         headers["X-API-Key"] = key
     request = client.build_request("POST", "/tracify/events", content=utf8(to_json(body)), headers=headers)
     await exchange(client, uow, request)
+
+
+# --- Segment ------------------------------------------------------------------------------------
+
+segment_ids = rarely(st.sampled_from(["u-1", "anon-1", "u-2", 42]), st.one_of(text, json_values), 6)
+segment_calls = st.sampled_from(["track", "identify", "page", "screen", "group", "alias"]).flatmap(
+    lambda type_: st.fixed_dictionaries(
+        {"type": odd(st.just(type_))},
+        optional={
+            "userId": segment_ids,
+            "anonymousId": segment_ids,
+            "previousId": segment_ids,
+            "groupId": segment_ids,
+            "messageId": odd(st.one_of(st.sampled_from(["m-1", "m-2", "m-3"]), keys)),
+            "event": odd(st.one_of(st.just("Order Completed"), keys)),
+            "name": odd(plain_text),
+            "category": odd(plain_text),
+            "properties": odd(objects),
+            "traits": odd(
+                st.one_of(
+                    objects,
+                    st.fixed_dictionaries(
+                        {"email": odd(st.sampled_from(["u@example.com", "x", None, " A@Example.com "]))}
+                    ),
+                )
+            ),
+            "context": contexts,
+            "integrations": odd(objects),
+            "timestamp": odd(iso_times),
+            "originalTimestamp": odd(iso_times),
+            "sentAt": odd(iso_times),
+        },
+    )
+)
+segment_paths = st.sampled_from(
+    ["/v1/batch", "/b", "/v1/track", "/t", "/v1/identify", "/i", "/v1/alias", "/g"]
+)
+
+
+@SETTINGS
+@given(
+    path=segment_paths,
+    calls=odd(st.lists(odd(segment_calls), min_size=1, max_size=3)),
+    envelope=st.fixed_dictionaries(
+        {}, optional={"sentAt": odd(iso_times), "context": contexts, "integrations": odd(objects)}
+    ),
+    key=rarely(st.just(SEGMENT), st.one_of(st.none(), json_values), 6),
+    basic=st.booleans(),
+    gzipped=st.booleans(),
+    content_type=st.sampled_from(["application/json", "text/plain", None]),
+)
+async def test_segment(
+    client,
+    uow,
+    path: str,
+    calls: Any,
+    envelope: dict[str, Any],
+    key: Any,
+    basic: bool,
+    gzipped: bool,
+    content_type: str | None,
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    if path in ("/v1/batch", "/b"):
+        body: Any = {"batch": calls, **envelope}
+    else:
+        body = calls[0] if isinstance(calls, list) and calls else calls
+    if basic and isinstance(key, str) and key.isascii():
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    elif isinstance(body, dict):
+        body = {**body, "writeKey": key}
+    content = utf8(to_json(body))
+    if gzipped:
+        content = gzip.compress(content)
+        headers["Content-Encoding"] = "gzip"
+    await exchange(client, uow, client.build_request("POST", path, content=content, headers=headers))

@@ -126,6 +126,15 @@ class EventLeaf(BaseModel):
     where: list[PropertyLeaf] = Field(default_factory=list, max_length=20)
 
 
+class GroupLeaf(BaseModel):
+    """``{"group": "acme"}``: the person is a member of the group, i.e. some call put them in it
+    (a Segment ``group`` call: an event ``group`` whose ``groupId`` is the group's id)."""
+
+    model_config = _STRICT
+
+    group: Annotated[str, Field(min_length=1, max_length=255), AfterValidator(storable_text)]
+
+
 class AllNode(BaseModel):
     model_config = _STRICT
 
@@ -145,7 +154,14 @@ class NotNode(BaseModel):
 
 
 #: Union tags; dropped from error locations (the keys the user wrote are what ``loc`` names).
-_TAGS = {"all": "<all>", "any": "<any>", "not": "<not>", "property": "<property>", "event": "<event>"}
+_TAGS = {
+    "all": "<all>",
+    "any": "<any>",
+    "not": "<not>",
+    "property": "<property>",
+    "event": "<event>",
+    "group": "<group>",
+}
 
 
 def _kind(node: Any) -> str | None:
@@ -163,11 +179,12 @@ Condition = Annotated[
     | Annotated[AnyNode, Tag("<any>")]
     | Annotated[NotNode, Tag("<not>")]
     | Annotated[PropertyLeaf, Tag("<property>")]
-    | Annotated[EventLeaf, Tag("<event>")],
+    | Annotated[EventLeaf, Tag("<event>")]
+    | Annotated[GroupLeaf, Tag("<group>")],
     Discriminator(
         _kind,
         custom_error_type="condition",
-        custom_error_message="expected an object with one of all, any, not, property, event",
+        custom_error_message="expected an object with one of all, any, not, property, event, group",
     ),
 ]
 
@@ -177,6 +194,7 @@ _MODEL_TAGS: dict[type, str] = {
     NotNode: "<not>",
     PropertyLeaf: "<property>",
     EventLeaf: "<event>",
+    GroupLeaf: "<group>",
 }
 AllNode.model_rebuild()
 AnyNode.model_rebuild()
@@ -186,7 +204,7 @@ _ADAPTER: TypeAdapter[Any] = TypeAdapter(Condition)
 #: For the OpenAPI document: a condition is a JSON object (its grammar is in the README).
 CONDITION_DESCRIPTION = (
     "A condition tree: {all: [...]}, {any: [...]}, {not: {...}}, "
-    "{property, op, value} or {event, performed, within_days, min_count, where}; "
+    "{property, op, value}, {event, performed, within_days, min_count, where} or {group}; "
     'see README "The condition language".'
 )
 

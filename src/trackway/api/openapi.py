@@ -17,6 +17,7 @@ from typing import Any, Final
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from trackway.dialects import segment
 from trackway.dialects.tracardi import TrackerPayload
 
 _JSON: Final = "application/json"
@@ -148,6 +149,55 @@ _TRACIFY_BODY: Final = {
     },
 }
 _GIF: Final = {"image/gif": {"schema": {"type": "string", "format": "binary"}}}
+_SEGMENT_CALL: Final = {
+    "type": "object",
+    "description": "A Segment call: userId and/or anonymousId, messageId (the dedup key), "
+    "timestamp / originalTimestamp / sentAt, context, integrations; track: event, properties; "
+    "identify: traits; page/screen: name, category, properties; group: groupId, traits; "
+    "alias: previousId, userId. At most 32 KB.",
+    "properties": {
+        "type": {"type": "string", "enum": list(segment.CALL_TYPES)},
+        "userId": {"type": "string"},
+        "anonymousId": {"type": "string"},
+        "messageId": {"type": "string"},
+        "event": {"type": "string"},
+        "properties": {"type": "object"},
+        "traits": {"type": "object"},
+        "context": {"type": "object"},
+        "writeKey": {"type": "string", "description": "The source id, unless sent as Basic auth."},
+    },
+}
+_SEGMENT_BATCH: Final = {
+    "type": "object",
+    "required": ["batch"],
+    "properties": {
+        "batch": {"type": "array", "maxItems": segment.MAX_BATCH_CALLS, "items": _SEGMENT_CALL},
+        "context": {"type": "object"},
+        "integrations": {"type": "object"},
+        "sentAt": {"type": "string"},
+        "writeKey": {"type": "string", "description": "The source id, unless sent as Basic auth."},
+    },
+}
+
+
+def _segment(batch: bool) -> dict[str, Any]:
+    schema = _SEGMENT_BATCH if batch else _SEGMENT_CALL
+    return {
+        "parameters": [
+            _param(
+                "Authorization",
+                "Basic auth: the write key (a segment source's id) as user name, empty password.",
+                where="header",
+            ),
+            _param("Content-Encoding", "gzip, or none.", where="header"),
+        ],
+        "requestBody": {
+            "required": True,
+            "description": "JSON, also as text/plain (analytics.js); gzip with Content-Encoding: gzip.",
+            "content": {_JSON: {"schema": schema}, "text/plain": {"schema": {"type": "string"}}},
+        },
+        "errors": (400, 401, 403, 408, 413, 503),
+    }
 
 
 def _tracktor(path: str, method: str) -> dict[str, Any]:
@@ -206,6 +256,7 @@ def _collector_operations(model_schemas: dict[str, Any]) -> dict[tuple[str, str]
             "requestBody": {"required": True, "content": {_JSON: {"schema": _TRACIFY_BODY}}},
             "errors": (401, 403, 408, 413, 422, 429, 503),
         },
+        **{(path, "post"): _segment(type_ is None) for path, type_ in segment.ROUTES},
         **{
             (path, "get"): {
                 "parameters": [
@@ -240,18 +291,20 @@ _API_ERRORS: Final[dict[tuple[str, str], tuple[int, ...]]] = {
     ("/api/segments/{segment_id}", "get"): (401, 404, 503),
     ("/api/segments/{segment_id}", "patch"): (400, 401, 404, 408, 413, 503),
     ("/api/segments/{segment_id}", "delete"): (401, 404, 503),
-    ("/api/segments/{segment_id}/people", "get"): (401, 404, 503),
+    ("/api/segments/{segment_id}/people", "get"): (401, 404, 409, 503),
     ("/api/metrics/query", "post"): (400, 401, 408, 413, 503),
     ("/api/metrics", "post"): (400, 401, 408, 413, 503),
     ("/api/metrics", "get"): (401, 503),
     ("/api/metrics/{metric_id}", "get"): (401, 404, 503),
     ("/api/metrics/{metric_id}", "delete"): (401, 404, 503),
+    ("/api/metrics/{metric_id}", "patch"): (400, 401, 404, 408, 413, 503),
     ("/api/funnels/query", "post"): (400, 401, 408, 413, 503),
     ("/api/funnels/query/people", "post"): (400, 401, 408, 413, 503),
     ("/api/funnels", "post"): (400, 401, 408, 413, 503),
     ("/api/funnels", "get"): (401, 503),
     ("/api/funnels/{funnel_id}", "get"): (401, 404, 503),
     ("/api/funnels/{funnel_id}", "delete"): (401, 404, 503),
+    ("/api/funnels/{funnel_id}", "patch"): (400, 401, 404, 408, 413, 503),
     ("/api/funnels/{funnel_id}/people", "get"): (401, 404, 503),
     ("/api/erasures", "post"): (400, 401, 404, 408, 413, 503),
     ("/api/erasures", "get"): (401, 503),

@@ -29,7 +29,7 @@ from trackway.services import Services
 
 router = APIRouter(prefix="/api", tags=["quarantine"], dependencies=[AdminAuth])
 
-Dialect = Literal["tracardi", "tracktor", "insend", "tracify"]
+Dialect = Literal["tracardi", "tracktor", "insend", "tracify", "segment"]
 State = Literal["quarantined", "replaying", "replayed"]
 Reason = Annotated[
     str | None,

@@ -21,7 +21,7 @@ from trackway.core.uow import UnitOfWork
 from trackway.db.models import sources
 from trackway.errors import Conflict, InvalidSource, NotFound, OriginNotAllowed, ValidationFailed
 
-DIALECTS = ("tracardi", "tracktor", "insend", "tracify")
+DIALECTS = ("tracardi", "tracktor", "insend", "tracify", "segment")
 #: Dialects whose clients prove themselves with the source secret: one is made if none is given.
 SECRET_REQUIRED = frozenset({"tracify"})
 #: A source id: also what a collector request may name, so anything else is refused before a lookup.

@@ -7,7 +7,9 @@ layer (``api/conditions.py``); here it becomes a boolean SQL expression over ``p
 - a property leaf ``{"property": "age", "op": "gte", "value": 25}`` on a profile's traits
   (or, inside an event leaf's ``where``, on the event's properties);
 - an event leaf ``{"event": "purchase", "performed": true, "within_days": 60,
-  "min_count": 1, "where": [<property leaves>]}``: a correlated count of the person's events.
+  "min_count": 1, "where": [<property leaves>]}``: a correlated count of the person's events;
+- a group leaf ``{"group": "acme"}``: the person has a ``group`` event (Segment's ``group``
+  call) whose ``groupId`` is ``"acme"``.
 
 Comparisons are JSON type-aware: a number compares with numbers only, a string with strings
 only (bytewise: ``C`` collation on PostgreSQL, SQLite's ``BINARY``), a boolean with booleans;
@@ -207,4 +209,8 @@ def compile_condition(
         return property_leaf(profiles.c.traits, tree, dialect)
     if "event" in tree:
         return event_leaf(tree, dialect, now, include_bots=include_bots)
+    if "group" in tree:
+        # Membership is the person's group events (Segment's ``group`` call) naming the group.
+        where = [{"property": "groupId", "op": "eq", "value": tree["group"]}]
+        return event_leaf({"event": "group", "where": where}, dialect, now, include_bots=include_bots)
     raise ConditionError("not a condition")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
+from email_validator import EmailNotValidError, validate_email
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
@@ -149,3 +150,16 @@ def url_parameters(url: str, prefixes: tuple[str, ...]) -> dict[str, str]:
         for key, value in parse_qsl(query)
         if key.startswith(prefixes) and string_problem(key) is None and string_problem(value) is None
     }
+
+
+def email_address(value: Any) -> str | None:
+    """An email trait worth the global email identity: a string that is an address (spaces
+    around it forgiven). Typed junk (``"n/a"``) must not join everyone who typed it: it stays a
+    trait only. Used by the dialects whose traits are free-form (Segment, Tracardi's identify)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return value

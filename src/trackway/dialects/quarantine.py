@@ -43,7 +43,7 @@ from fastapi import Request
 from trackway import jsonutil
 from trackway.core.sources import SOURCE_ID_RE, SourceInfo
 from trackway.db import rejections as statements
-from trackway.dialects import dispatch, insend, tracify, tracktor
+from trackway.dialects import dispatch, insend, segment, tracify, tracktor
 from trackway.dialects._common import BODY_KEY, BODY_TRUNCATED_KEY, mask_ip, media_type
 from trackway.metrics import Metrics
 from trackway.services import services_of
@@ -110,6 +110,8 @@ def dialect_of(request: Request, body: bytes) -> str | None:
     endpoint = request.scope.get("endpoint")
     if endpoint is dispatch.track:
         return dispatch.dialect_of(tracktor.is_form_request(request), body)
+    if endpoint in segment.ENDPOINTS:
+        return segment.DIALECT
     return _ENDPOINT_DIALECTS.get(endpoint)
 
 
@@ -159,6 +161,8 @@ def named_source(dialect: str, request: Request, body: bytes) -> str | None:
     if dialect == insend.DIALECT:
         return _field(request, body, "app_key", insend.FORM_TYPES)
     payload = _json(body)
+    if dialect == segment.DIALECT:  # HTTP Basic's user name, else the body's writeKey
+        return segment.write_key(request, payload if isinstance(payload, dict) else {})
     if dialect == tracify.DIALECT:
         if isinstance(payload, dict) and isinstance(payload.get("events"), list):
             sites = tracify.named_sites(payload["events"])

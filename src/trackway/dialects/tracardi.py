@@ -16,7 +16,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
-from trackway.core.batch import EventIn, IngestBatch, SourceRef
+from trackway.core.batch import EventIn, IdentityRef, IngestBatch, SourceRef, TraitsPatch
+from trackway.core.identity import email_sha256
 from trackway.core.values import (
     check_event_time,
     check_string,
@@ -28,6 +29,7 @@ from trackway.core.values import (
 from trackway.dialects._common import (
     as_utc,
     deep_merge,
+    email_address,
     parse_model,
     read_body,
     request_meta,
@@ -105,6 +107,18 @@ class TrackerEvent(BaseModel):
     tags: list[str] = Field(default_factory=list)
 
 
+class IdentifyIn(BaseModel):
+    """Trackway's extension of the tracker payload (Tracardi's servers ignore the key): the
+    visitor signed in. ``userId`` is the site's id of the person, scoped to the source;
+    ``traits`` patch the profile (``null`` removes one) and a valid ``email`` in them is the
+    global email identity, so the browser's profile meets what backends send about the person."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    userId: Annotated[str, Field(min_length=1, max_length=255)]
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+
 class TrackerPayload(BaseModel):
     """Seed 001's tracker payload; extra keys are tolerated, both full and minimal forms pass."""
 
@@ -117,6 +131,7 @@ class TrackerPayload(BaseModel):
     properties: dict[str, Any] = Field(default_factory=dict)
     events: list[TrackerEvent]
     options: dict[str, Any] = Field(default_factory=dict)
+    identify: IdentifyIn | None = None
 
 
 def utm_of(context: dict[str, Any]) -> dict[str, str]:
@@ -155,6 +170,10 @@ def check_values(payload: TrackerPayload) -> None:
         value = getattr(payload, name)
         if value and (found := walk(value)) is not None:
             raise ValidationFailed([problem_at(("body", name), found)])
+    if payload.identify is not None:
+        check_string(payload.identify.userId, ("body", "identify", "userId"))
+        if payload.identify.traits and (found := walk(payload.identify.traits)) is not None:
+            raise ValidationFailed([problem_at(("body", "identify", "traits"), found)])
     for name in ("session", "profile"):
         ref = getattr(payload, name)
         if ref is not None and ref.id is not None:
@@ -220,7 +239,26 @@ def to_batch(
         session_context=session_context(first),
         save_session=save_session,
     )
+    if payload.identify is not None:
+        identify(batch, payload.identify)
     return batch, skipped
+
+
+def identify(batch: IngestBatch, sign_in: IdentifyIn) -> None:
+    """``tracker.identify(userId, traits)``: the person's source-scoped user id and, when the
+    traits hold a valid address, their email identity; the core links them to the browser's
+    profile, merging it with a profile that already holds them, as for every dialect."""
+    traits = sign_in.traits
+    batch.identities.append(IdentityRef("user_id", sign_in.userId, scope=batch.source.id))
+    email = email_address(traits.get("email"))
+    if email is not None:
+        batch.identities.append(IdentityRef("email_sha256", email_sha256(email)))
+    batch.traits = TraitsPatch(
+        set={k: v for k, v in traits.items() if v is not None},
+        remove=[k for k, v in traits.items() if v is None],
+    )
+    batch.email_trait = "email"
+    batch.identified = True
 
 
 router = APIRouter(tags=["tracardi"])

@@ -22,6 +22,8 @@
  *     if (w.tracker) return;                                   // pasted twice: keep the first
  *     var t = (w.tracker = { q: [], track: function () {
  *       t.q.push([[].slice.call(arguments), Date.now()]);      // [track's arguments, when]
+ *     }, identify: function () {
+ *       t.q.push([[].slice.call(arguments), Date.now(), 1]);   // 1: an identify() call
  *     } });
  *     setTimeout(function () {
  *       try {
@@ -37,4 +39,4 @@
  *     }, 0);
  *   })(window, document);
  */
-!function(w,d){if(w.tracker)return;var t=w.tracker={q:[],track:function(){t.q.push([[].slice.call(arguments),Date.now()])}};setTimeout(function(){try{t.o=options.tracker;var s=d.createElement("script");s.async=!0;s.src=t.o.url.script;s.onerror=function(){console.warn("[trackway] could not load "+s.src)};d.head.appendChild(s)}catch(e){console.warn("[trackway] snippet not configured:",e)}},0)}(window,document);
+!function(w,d){if(w.tracker)return;var t=w.tracker={q:[],track:function(){t.q.push([[].slice.call(arguments),Date.now()])},identify:function(){t.q.push([[].slice.call(arguments),Date.now(),1])}};setTimeout(function(){try{t.o=options.tracker;var s=d.createElement("script");s.async=!0;s.src=t.o.url.script;s.onerror=function(){console.warn("[trackway] could not load "+s.src)};d.head.appendChild(s)}catch(e){console.warn("[trackway] snippet not configured:",e)}},0)}(window,document);

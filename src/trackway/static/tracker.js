@@ -14,6 +14,8 @@
  *   go promptly, those close together in one request.
  * - Every event gets a UUID4 `id` when tracked: the server's deduplication key, so retries
  *   and the beacon sent when the page is left never store an event twice.
+ * - identify(userId, traits) names the visitor (a Trackway extension of the payload: an
+ *   `identify` object, which Tracardi's servers ignore); it goes with the next request.
  */
 (() => {
   "use strict";
@@ -147,21 +149,23 @@
     };
   };
 
-  const payload = (events) => {
+  const payload = (events, identity) => {
     const body = { source: { id: sourceId }, session: { id: session(false) }, context: pageContext(), events };
     const profile = getProfile();
     if (profile) body.profile = { id: profile };
+    if (identity) body.identify = identity;
     return JSON.stringify(body);
   };
 
   let loaded = document.readyState === "complete";
   const pending = []; // tracked, not yet in a request
+  let identity = null; // the last identify() not yet in a request: {userId, traits}
   const unacked = new Set(); // batches sent but not answered (or still being retried)
   let busy = false; // one request at a time, so the next one carries the profile id just learned
   let timer = 0;
 
   const schedule = (delay) => {
-    if (!loaded || busy || timer || !pending.length) return;
+    if (!loaded || busy || timer || !(pending.length || identity)) return;
     timer = setTimeout(() => {
       timer = 0;
       flush();
@@ -169,11 +173,13 @@
   };
 
   const flush = () => {
-    if (busy || !pending.length) return;
+    if (busy || !(pending.length || identity)) return;
     const events = pending.splice(0, MAX_EVENTS);
+    const named = identity;
+    identity = null;
     let body;
     try {
-      body = payload(events);
+      body = payload(events, named);
     } catch (error) {
       report("payload", `could not build the request (${error}); ${events.length} event(s) dropped.`);
       return;
@@ -289,7 +295,10 @@
       if (!batch.beaconed) bodies.push(batch.body);
       batch.beaconed = true;
     }
-    while (pending.length) bodies.push(payload(pending.splice(0, MAX_EVENTS)));
+    while (pending.length || identity) {
+      bodies.push(payload(pending.splice(0, MAX_EVENTS), identity));
+      identity = null;
+    }
     for (const body of bodies) {
       let queued = false;
       try {
@@ -329,17 +338,35 @@
     }
   };
 
+  // The visitor signed in: who they are in the site's own ids, and traits (an `email` among
+  // them is how Trackway meets the same person in backends' data). Sent with the next request.
+  const identify = (userId, traits) => {
+    try {
+      if ((typeof userId !== "string" || !userId) && typeof userId !== "number") {
+        report("identify", "identify(userId, traits): userId must be a non-empty string; ignored.");
+        return;
+      }
+      const copy = traits && typeof traits === "object" ? JSON.parse(JSON.stringify(traits)) : {};
+      identity = { userId: String(userId), traits: copy };
+      schedule(BATCH_MS);
+    } catch (error) {
+      report("identify", `identify() ignored: ${error}`);
+    }
+  };
+
   const configured = Boolean(sourceId && api);
   if (!configured) {
     report("config", "options.tracker.source.id and options.tracker.url.api are required; nothing is sent.");
   }
   const trackCall = configured ? (type, properties, options) => track(type, properties, options) : () => {};
+  const identifyCall = configured ? (userId, traits) => identify(userId, traits) : () => {};
 
   if (fromTracardi) {
     // What Tracardi's loader checks before it hands over its queue (and, not configured, a
     // tracker that drops the calls: the one message above is all that is said).
     tracardiTracker = {
       track: trackCall,
+      identify: identifyCall,
       profileId: getProfile,
       ready: true,
       getState: () => ({ plugins: { tracardi: { initialized: true, enabled: true } } }),
@@ -353,9 +380,16 @@
     // then replay what was queued before this script arrived, with the times it was tracked.
     const queued = stub.q.splice(0);
     stub.track = trackCall;
+    stub.identify = identifyCall;
     stub.profileId = getProfile;
     stub.ready = true;
-    if (configured) for (const [args, at] of queued) track(args[0], args[1], args[2], at);
+    // The loader queues identify() calls with a third element, 1.
+    if (configured) {
+      for (const [args, at, kind] of queued) {
+        if (kind === 1) identify(args[0], args[1]);
+        else track(args[0], args[1], args[2], at);
+      }
+    }
   }
   if (!configured) return;
 
