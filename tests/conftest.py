@@ -39,6 +39,8 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 TABLES = ("events", "carts", "sessions", "identities", "profile_merges", "profiles", "sources")
 #: Emptied before each PostgreSQL test too: what people saved (metrics and funnels), not what was collected.
 SAVED_TABLES = ("metrics", "funnels")
+#: Emptied before each PostgreSQL test too: erasures and their suppressions, the jobs' state.
+PRIVACY_TABLES = ("erasures", "suppressions", "job_state")
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -115,9 +117,8 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     url: str = request.getfixturevalue("pg_url")
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        await conn.execute(
-            f"TRUNCATE {', '.join((*SAVED_TABLES, *TABLES, 'segments', 'rejections'))} CASCADE"
-        )
+        emptied = (*SAVED_TABLES, *PRIVACY_TABLES, *TABLES, "segments", "rejections")
+        await conn.execute(f"TRUNCATE {', '.join(emptied)} CASCADE")
     finally:
         await conn.close()
     yield url

@@ -13,15 +13,19 @@ from starlette.middleware.cors import CORSMiddleware
 
 from trackway import __version__, logsafe
 from trackway.api import analytics, demo, docs, health, openapi, overview, people, profiles, segments
+from trackway.api import erasures as erasures_api
 from trackway.api import errors as api_errors
 from trackway.api import metrics as metrics_api
 from trackway.api import rejections as rejections_api
 from trackway.api import sources as sources_api
 from trackway.console import routes as console
+from trackway.core import erasure
+from trackway.core import retention as event_retention
 from trackway.core.bots import BotPolicy
 from trackway.core.cart_outcomes import OutcomeJob
 from trackway.core.group_commit import GroupCommitWriter
 from trackway.core.ingest import DirectWriter, Writer
+from trackway.core.jobs import PeriodicJob
 from trackway.core.rejections import RetentionJob
 from trackway.core.sessions import describe_device
 from trackway.core.sources import SourceDirectory
@@ -96,6 +100,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Abandoned carts: due work claimed in the database, so every process may run it.
         outcomes = OutcomeJob(uow, settings.cart_outcomes_interval)
         outcomes.start()
+        # Erasures and retention: due work claimed in the database too (core/jobs.py).
+        erasures = PeriodicJob("erasures", lambda: erasure.run_pass(uow), settings.erasure_interval)
+        app.state.erasure_job = erasures
+        erasures.start()
+        interval = settings.retention_interval
+        retain = PeriodicJob("retention", lambda: event_retention.run_pass(uow, interval=interval), interval)
+        retain.start()
         # Old rejections: deleted in bounded batches, claimed in the database.
         retention = RetentionJob(
             uow, days=settings.rejections_days, interval=settings.rejections_purge_interval
@@ -107,6 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await retention.close()
             await outcomes.close()
+            await erasures.close()
+            await retain.close()
             if getattr(app.state, "console_client", None) is not None:
                 await app.state.console_client.aclose()
             await writer.close()  # drain: every queued batch is written first
@@ -115,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Trackway",
         version=__version__,
-        summary="Customer data platform collector: Tracardi, Tracktor.io, InSend and Tracify dialects.",
+        summary="Customer data platform: five tracker dialects, a read API and a console.",
         lifespan=lifespan,
         # /docs is served from the package below (docs.py); FastAPI's own pages load a CDN.
         docs_url=None,
@@ -127,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"],
-        allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
+        allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
         allow_headers=["*"],
         max_age=86400,
     )
@@ -150,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The same collector endpoints as lean Starlette routes, matched first (dialects/routes.py).
     app.router.routes[0:0] = lean_routes(COLLECTOR_ROUTERS)
     app.include_router(sources_api.router)
+    app.include_router(erasures_api.router)
     app.include_router(profiles.router)
     app.include_router(people.router)
     app.include_router(segments.router)

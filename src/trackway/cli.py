@@ -271,6 +271,7 @@ def _sources(args: argparse.Namespace, settings: Settings) -> int:
                 signed_only=args.signed_only,
                 allowed_origins=args.origin or [],
                 cart_abandon_after=args.cart_abandon_after,
+                retention_days=args.retention_days,
                 rate_limit_per_second=args.rate_limit,
                 rate_limit_burst=args.rate_burst,
             )
@@ -298,6 +299,8 @@ def _sources(args: argparse.Namespace, settings: Settings) -> int:
             changes["allowed_origins"] = args.origin
         if args.cart_abandon_after is not None:
             changes["cart_abandon_after"] = args.cart_abandon_after
+        if args.retention_days is not None:
+            changes["retention_days"] = args.retention_days or None  # 0: --no-retention
         if args.no_rate_limit:
             changes["rate_limit_per_second"] = None
         elif args.rate_limit is not None:
@@ -336,6 +339,134 @@ def _carts(args: argparse.Namespace, settings: Settings) -> int:
     done = asyncio.run(_with_uow(settings, action))
     _print_json({"abandoned": done})
     return 0
+
+
+def _erasures(args: argparse.Namespace, settings: Settings) -> int:
+    """``trackway erasures request|list|show|run``: the same functions as ``/api/erasures``."""
+    from trackway.core import erasure
+
+    upgrade(settings.database_url)
+    command = args.erasures_command
+
+    async def action(uow: SqlUnitOfWork) -> Any:
+        if command == "request":
+            return await erasure.request_erasure(
+                uow,
+                profile_id=args.profile,
+                identity=args.identity,
+                source=args.source,
+                suppress=args.suppress,
+                requested_by="cli",
+            )
+        if command == "list":
+            return await erasure.list_erasures(uow, args.limit)
+        if command == "show":
+            return await erasure.get_erasure(uow, args.erasure_id)
+        steps = await erasure.run_pass(uow, batch=args.batch)
+        return {"steps": steps, "items": await erasure.list_erasures(uow, 10)}
+
+    _print_json(asyncio.run(_with_uow(settings, action)))
+    return 0
+
+
+def _suppressions(args: argparse.Namespace, settings: Settings) -> int:
+    from trackway.core import erasure
+
+    upgrade(settings.database_url)
+
+    async def action(uow: SqlUnitOfWork) -> Any:
+        if args.suppressions_command == "lift":
+            await erasure.lift_suppression(uow, args.suppression_id)
+            return {"lifted": args.suppression_id}
+        return await erasure.list_suppressions(uow, args.limit)
+
+    _print_json(asyncio.run(_with_uow(settings, action)))
+    return 0
+
+
+def _profiles(args: argparse.Namespace, settings: Settings) -> int:
+    """``trackway profiles export ID``: what ``GET /api/profiles/{id}/export`` streams, on stdout."""
+    from trackway.core import erasure
+
+    upgrade(settings.database_url)
+
+    async def action(uow: SqlUnitOfWork) -> None:
+        ids = await erasure.export_person(uow, args.profile_id)
+        async for chunk in erasure.export_chunks(uow, ids):
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.write(b"\n")
+        sys.stdout.flush()
+
+    asyncio.run(_with_uow(settings, action))
+    return 0
+
+
+def _retention(args: argparse.Namespace, settings: Settings) -> int:
+    """``trackway retention run``: one whole pass now, due or not; prints how many events went."""
+    from trackway.core import retention
+
+    upgrade(settings.database_url)
+
+    async def action(uow: SqlUnitOfWork) -> int:
+        return await retention.run_pass(
+            uow, interval=settings.retention_interval, limit=args.batch, due_only=False
+        )
+
+    _print_json({"deleted": asyncio.run(_with_uow(settings, action))})
+    return 0
+
+
+def _retention_days(value: str) -> int:
+    try:
+        days = int(value)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= 3650:
+        raise argparse.ArgumentTypeError("whole days from 1 to 3650")
+    return days
+
+
+def _add_privacy_commands(commands: Any) -> None:
+    """``erasures``, ``suppressions``, ``profiles export`` and ``retention`` (issue 17)."""
+    erasures = commands.add_parser("erasures", help="erase people (and suppress what they send later)")
+    erasures.set_defaults(handler=_erasures)
+    verbs = erasures.add_subparsers(dest="erasures_command", required=True)
+    request = verbs.add_parser("request", help="record an erasure (the server's job, or `run`, does it)")
+    who = request.add_mutually_exclusive_group(required=True)
+    who.add_argument("--profile", help="a profile id (a merged one erases its whole person)")
+    who.add_argument("--identity", help="kind:value, e.g. email:ann@example.com or person:42")
+    request.add_argument("--source", help="the source of a source-local identity kind (person, visitor...)")
+    request.add_argument("--suppress", action="store_true", help="store nothing later requests send for them")
+    listing = verbs.add_parser("list", help="erasures, newest first")
+    listing.add_argument("--limit", type=_batch_size, default=100, help="1-1000 (default 100)")
+    show = verbs.add_parser("show", help="one erasure's state and counts")
+    show.add_argument("erasure_id")
+    run = verbs.add_parser("run", help="work on every erasure not done, now (as the server's job does)")
+    run.add_argument(
+        "--batch", type=_batch_size, help="events deleted per transaction (default 100 on SQLite, 500)"
+    )
+
+    suppressions = commands.add_parser("suppressions", help="list and lift suppressions")
+    suppressions.set_defaults(handler=_suppressions)
+    verbs = suppressions.add_subparsers(dest="suppressions_command", required=True)
+    listing = verbs.add_parser("list", help="suppressed keys (kind, scope, hash), newest first")
+    listing.add_argument("--limit", type=_batch_size, default=100, help="1-1000 (default 100)")
+    lift = verbs.add_parser("lift", help="store what a suppressed key sends again")
+    lift.add_argument("suppression_id")
+
+    profiles = commands.add_parser("profiles", help="export a person")
+    profiles.set_defaults(handler=_profiles)
+    verbs = profiles.add_subparsers(dest="profiles_command", required=True)
+    export = verbs.add_parser("export", help="print everything stored about a person as JSON")
+    export.add_argument("profile_id")
+
+    retention = commands.add_parser("retention", help="delete events past their source's retention_days")
+    retention.set_defaults(handler=_retention)
+    verbs = retention.add_subparsers(dest="retention_command", required=True)
+    run = verbs.add_parser("run", help="one pass now; prints how many events were deleted")
+    run.add_argument(
+        "--batch", type=_batch_size, help="events walked per transaction (default 100 on SQLite, 1000)"
+    )
 
 
 def _rejections(args: argparse.Namespace, settings: Settings) -> int:
@@ -452,6 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a cart with items and no cart activity this long is abandoned (default 3600)",
     )
+    create.add_argument(
+        "--retention-days", type=_retention_days, metavar="DAYS", help="delete events older than this"
+    )
     _rate_limit_options(create)
     source_commands.add_parser("list", help="print every source as JSON (secrets as has_secret)")
     update = source_commands.add_parser("update", help="change a source and print it as JSON")
@@ -472,6 +606,13 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument(
         "--cart-abandon-after", type=int, metavar="SECONDS", help="seconds after which a cart is abandoned"
     )
+    retention = update.add_mutually_exclusive_group()
+    retention.add_argument(
+        "--retention-days", type=_retention_days, metavar="DAYS", help="delete events older than this"
+    )
+    retention.add_argument(
+        "--no-retention", dest="retention_days", action="store_const", const=0, help="keep events for ever"
+    )
     _rate_limit_options(update)
     update.add_argument("--no-rate-limit", action="store_true", help="lift the source's rate limit")
 
@@ -485,6 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_outcomes.add_argument(
         "--batch", type=_batch_size, default=100, help="carts claimed per transaction, 1-1000 (default 100)"
     )
+    _add_privacy_commands(commands)
 
     rejections = commands.add_parser("rejections", help="the quarantine of rejected requests")
     rejections.set_defaults(handler=_rejections)

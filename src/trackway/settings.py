@@ -145,6 +145,20 @@ class Settings(BaseSettings):
         description="Seconds between the passes of the cart outcome job, which abandons carts "
         "due (every process runs it; the work is claimed in the database); 0 disables it here.",
     )
+    erasure_interval: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="Seconds between the passes of the erasure job (a new erasure starts one at "
+        "once in the process that took it); every process runs it, claimed in the database; 0: off here.",
+    )
+    retention_interval: float = Field(
+        3600.0,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="Seconds between the passes of the retention job, which deletes events past "
+        "their source's retention_days (claimed in the database); 0: off in this process.",
+    )
     rejections_days: float = Field(
         7.0,
         gt=0,

@@ -38,6 +38,15 @@ AbandonAfter = Annotated[
         "(a cart-abandoned event).",
     ),
 ]
+RetentionDays = Annotated[
+    int | None,
+    Field(
+        ge=source_service.RETENTION_DAYS_RANGE[0],
+        le=source_service.RETENTION_DAYS_RANGE[1],
+        strict=True,
+        description="Events older than this many days are deleted by the retention job; null: kept.",
+    ),
+]
 
 RatePerSecond = Annotated[
     float,
@@ -80,6 +89,7 @@ class SourceCreate(BaseModel):
     signed_only: bool = False
     allowed_origins: Origins = Field(default_factory=list)
     cart_abandon_after: AbandonAfter = source_service.DEFAULT_CART_ABANDON_AFTER
+    retention_days: RetentionDays = None
     rate_limit_per_second: RatePerSecond | None = None
     rate_limit_burst: Burst | None = None
 
@@ -92,6 +102,7 @@ class SourcePatch(BaseModel):
     signed_only: bool | None = None
     allowed_origins: Origins | None = None
     cart_abandon_after: AbandonAfter | None = None
+    retention_days: RetentionDays = None
     rate_limit_per_second: RatePerSecond | None = Field(None, description="Null lifts the limit.")
     rate_limit_burst: Burst | None = None
 
@@ -114,6 +125,7 @@ async def create_source(body: SourceCreate, services: Services) -> Response:
         signed_only=body.signed_only,
         allowed_origins=body.allowed_origins,
         cart_abandon_after=body.cart_abandon_after,
+        retention_days=body.retention_days,
         rate_limit_per_second=body.rate_limit_per_second,
         rate_limit_burst=body.rate_limit_burst,
     )

@@ -169,3 +169,6 @@ class IngestResult:
     resolved_by: str
     #: Profiles folded into ``profile_id`` by this batch.
     merged: list[str] = field(default_factory=list)
+    #: The batch names an erased person's suppressed key: answered as usual, nothing stored
+    #: (``core/suppression.py``); its ids name no stored row.
+    suppressed: bool = False

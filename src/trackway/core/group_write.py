@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from trackway.core import carts as cart_rules
 from trackway.core import events as event_store
 from trackway.core import sessions as session_store
+from trackway.core import suppression
 from trackway.core.batch import IdentityRef, IngestBatch, IngestResult
 from trackway.core.identity import email_sha256
 from trackway.core.merge import merge_profiles
@@ -138,6 +139,7 @@ class _Outcome:
     merged: list[str]
     #: Dedup keys of ``event_ids`` (``None`` for events without one), for duplicates found late.
     keys: list[str | None]
+    suppressed: bool = False
 
 
 class GroupWrite:
@@ -171,9 +173,12 @@ class GroupWrite:
 
     async def run(self) -> list[IngestResult]:
         await self._load()
+        dropped, free = await self._suppressed()
         for index in sorted(range(len(self.batches)), key=lambda i: person_key(self.batches[i])):
-            self.outcomes[index] = await self._decide(index)
+            self.outcomes[index] = self._dropped(index) if index in dropped else await self._decide(index)
         await self._write()
+        if not await suppression.still_free(self.db, free):
+            raise LostRace("a key this group stored was suppressed by an erasure meanwhile")
         return [self._result(outcome) for outcome in self.outcomes if outcome is not None]
 
     async def _load(self) -> None:
@@ -210,6 +215,43 @@ class GroupWrite:
         for source_id, dedup_keys in by_source.items():
             for key, row in (await self.store.stored_events(source_id, sorted(dedup_keys))).items():
                 self.stored[(source_id, key)] = row
+
+    async def _suppressed(self) -> tuple[set[int], set[str]]:
+        """After the load: rows whose profile is gone (an erasure committed while this group
+        waited for its locks) name nobody; then the batches naming a suppressed key, which
+        are answered and not written (``core/suppression.py``)."""
+        for rows in (self.identities, self.sessions):
+            for key, owner in rows.items():
+                if owner is not None and self.profiles.get(owner) is None:
+                    rows[key] = None  # type: ignore[index]
+        return await suppression.suppressed_batches(
+            self.db,
+            self.batches,
+            lambda key: (
+                self.profiles.get(key[2]) is None
+                if key[1] == suppression.PROFILE_KIND
+                else self.identities.get(key) is None
+            ),
+        )
+
+    def _dropped(self, index: int) -> _Outcome:
+        """A suppressed batch's answer, shaped as usual; its ids name nothing stored."""
+        batch = self.batches[index]
+        hint = batch.profile_hint
+        return _Outcome(
+            profile_id=hint or str(uuid.uuid4()),
+            session_id=self._session_id(batch)
+            if batch.session_key is not None and batch.save_session
+            else None,
+            event_ids=[event_store.uuid7() for _ in batch.events],
+            duplicates=[],
+            profile_created=hint is None,
+            session_created=False,
+            resolved_by="hint" if hint else "new",
+            merged=[],
+            keys=[],
+            suppressed=True,
+        )
 
     async def _load_profiles(self, ids: set[str]) -> None:
         """Lock and read the profiles not read yet, and the survivors of merged ones."""
@@ -791,6 +833,7 @@ class GroupWrite:
             session_created=outcome.session_created,
             resolved_by=outcome.resolved_by,
             merged=outcome.merged,
+            suppressed=outcome.suppressed,
         )
 
 

@@ -111,7 +111,7 @@ def observe(uow: UnitOfWork, batches: list[IngestBatch], results: list[IngestRes
     for batch, result in zip(batches, results, strict=True):
         observer.observe_ingest(
             batch.source.dialect,
-            len(result.stored_event_ids),
+            0 if result.suppressed else len(result.stored_event_ids),
             len(result.duplicate_event_ids),
             len(result.merged),
         )

@@ -30,6 +30,8 @@ SOURCE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 DEFAULT_CART_ABANDON_AFTER = 3600
 #: ``cart_abandon_after`` may be one second (tests) to a year.
 CART_ABANDON_AFTER_RANGE = (1, 365 * 24 * 3600)
+#: ``retention_days``: events older than this are deleted (``core/retention.py``); ``None``: kept.
+RETENTION_DAYS_RANGE = (1, 3650)
 #: ``rate_limit_per_second``: one request in 1,000 seconds to a million a second.
 RATE_LIMIT_RANGE = (0.001, 1_000_000.0)
 MAX_RATE_LIMIT_BURST = 10_000_000
@@ -46,6 +48,7 @@ class SourceInfo:
     allowed_origins: tuple[str, ...]
     created_at: datetime
     cart_abandon_after: int = DEFAULT_CART_ABANDON_AFTER
+    retention_days: int | None = None
     #: Requests per second each process accepts (``None``: no limit), and the burst above it.
     rate_limit_per_second: float | None = None
     rate_limit_burst: int | None = None
@@ -78,6 +81,7 @@ def _info(row: Any) -> SourceInfo:
         allowed_origins=tuple(row.allowed_origins or ()),
         created_at=row.created_at,
         cart_abandon_after=row.cart_abandon_after,
+        retention_days=row.retention_days,
         rate_limit_per_second=row.rate_limit_per_second,
         rate_limit_burst=row.rate_limit_burst,
     )
@@ -88,6 +92,14 @@ def _check_abandon_after(value: Any) -> None:
     if type(value) is not int or not low <= value <= high:
         raise ValidationFailed.field(
             ("body", "cart_abandon_after"), f"whole seconds from {low} to {high}", "int_range"
+        )
+
+
+def _check_retention_days(value: Any) -> None:
+    low, high = RETENTION_DAYS_RANGE
+    if value is not None and (type(value) is not int or not low <= value <= high):
+        raise ValidationFailed.field(
+            ("body", "retention_days"), f"whole days from {low} to {high}, or null (kept)", "int_range"
         )
 
 
@@ -141,11 +153,13 @@ async def create_source(
     allowed_origins: list[str] | None = None,
     enabled: bool = True,
     cart_abandon_after: int = DEFAULT_CART_ABANDON_AFTER,
+    retention_days: int | None = None,
     rate_limit_per_second: float | None = None,
     rate_limit_burst: int | None = None,
 ) -> SourceInfo:
     origins = _check_fields(dialect=dialect, source_id=source_id, origins=allowed_origins or [])
     _check_abandon_after(cart_abandon_after)
+    _check_retention_days(retention_days)
     _check_rate_limit(rate_limit_per_second, rate_limit_burst)
     if secret is None and dialect in SECRET_REQUIRED:
         secret = secrets.token_urlsafe(32)
@@ -161,6 +175,7 @@ async def create_source(
         "allowed_origins": origins,
         "created_at": datetime.now(UTC),
         "cart_abandon_after": cart_abandon_after,
+        "retention_days": retention_days,
         "rate_limit_per_second": rate_limit_per_second,
         "rate_limit_burst": rate_limit_burst,
     }
@@ -176,7 +191,8 @@ async def update_source(uow: UnitOfWork, source_id: str, changes: dict[str, Any]
     """Change ``enabled``, ``name``, ``secret``, ``signed_only``, ``allowed_origins`` or
     ``cart_abandon_after`` (which applies to carts from their next change on: a cart already
     waiting keeps the due time it was given), ``rate_limit_per_second`` (``None`` lifts the
-    limit, and its burst with it) or ``rate_limit_burst`` (``None``: one second's worth)."""
+    limit, and its burst with it), ``rate_limit_burst`` (``None``: one second's worth) or
+    ``retention_days`` (``None``: kept for ever)."""
     allowed = {
         "enabled",
         "name",
@@ -186,8 +202,11 @@ async def update_source(uow: UnitOfWork, source_id: str, changes: dict[str, Any]
         "cart_abandon_after",
         "rate_limit_per_second",
         "rate_limit_burst",
+        "retention_days",
     }
     values = {k: v for k, v in changes.items() if k in allowed}
+    if "retention_days" in values:
+        _check_retention_days(values["retention_days"])
     if "rate_limit_per_second" in values and values["rate_limit_per_second"] is None:
         values["rate_limit_burst"] = None
     if "cart_abandon_after" in values:

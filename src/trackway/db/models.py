@@ -45,6 +45,8 @@ class Source(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     #: Seconds without cart activity after which a cart with items is abandoned (migration 0009).
     cart_abandon_after: Mapped[int] = mapped_column(Integer, server_default=text("3600"))
+    #: Events older than this many days are deleted by the retention job; ``None``: kept (migration 0014).
+    retention_days: Mapped[int | None] = mapped_column(Integer)
     #: Requests per second each Trackway process accepts for the source (``NULL``: no limit;
     #: migration 0013), and how many may come at once above that rate.
     rate_limit_per_second: Mapped[float | None] = mapped_column(Float)
@@ -234,6 +236,71 @@ class SavedFunnel(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class Erasure(Base):
+    """A request to forget a person (``core/erasure.py``), and afterwards its audit row.
+
+    While it is ``pending`` or ``running``, ``target_profile_id`` names the profile to erase;
+    once ``done`` it is cleared, and the row keeps only what is not personal: when, which
+    admin token asked (a hash of it, never the token), the erased keys as SHA-256 hashes,
+    and how many rows of each kind were deleted (migration 0014).
+    """
+
+    __tablename__ = "erasures"
+    __table_args__ = (
+        Index(
+            "ix_erasures_open",
+            "requested_at",
+            postgresql_where=text("state <> 'done'"),
+            sqlite_where=text("state <> 'done'"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    suppress: Mapped[bool] = mapped_column(Boolean)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    requested_by: Mapped[str] = mapped_column(String(80))
+    #: What was asked for: ``profile`` or ``identity`` (its hash is in ``key_hashes``).
+    subject: Mapped[str] = mapped_column(String(16))
+    target_profile_id: Mapped[str | None] = mapped_column(ID)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: ``[{"kind", "scope", "hash"}]``: the request's key, then every key erased.
+    key_hashes: Mapped[list[dict[str, Any]]] = mapped_column(JsonColumn)
+    #: Rows deleted so far, by table.
+    counts: Mapped[dict[str, int]] = mapped_column(JsonColumn)
+
+
+class Suppression(Base):
+    """An erased person's key: a batch naming it is answered and stores nothing (migration 0014).
+
+    The key is kept as a SHA-256 hash (``db/erasure.key_hash``) of its scope, kind and value,
+    so the table holds nothing personal and still matches every later request.
+    """
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    scope: Mapped[str] = mapped_column(KEY)
+    erasure_id: Mapped[str | None] = mapped_column(ID)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class JobState(Base):
+    """The progress of a background job shared by every process: the row is the claim
+    (``FOR UPDATE SKIP LOCKED``), ``cursor_*`` where the pass is, ``next_run_at`` when the
+    next pass is due (migration 0014; the retention job, ``core/retention.py``)."""
+
+    __tablename__ = "job_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cursor_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cursor_id: Mapped[str | None] = mapped_column(ID)
+    next_run_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Rejection(Base):
     """A collector request rejected with a 4xx (not 401/403) for a known source: kept to be
     read, fixed and replayed (``dialects/quarantine.py``). The raw request is kept as it came,
@@ -284,4 +351,7 @@ carts = Cart.__table__
 segments = Segment.__table__
 saved_metrics = SavedMetric.__table__
 saved_funnels = SavedFunnel.__table__
+erasures = Erasure.__table__
+suppressions = Suppression.__table__
+job_state = JobState.__table__
 rejections = Rejection.__table__
