@@ -19,14 +19,13 @@ from trackway.api import metrics as metrics_api
 from trackway.api import rejections as rejections_api
 from trackway.api import sources as sources_api
 from trackway.console import routes as console
-from trackway.core import erasure
+from trackway.core import cart_outcomes, erasure
+from trackway.core import rejections as rejections_retention
 from trackway.core import retention as event_retention
 from trackway.core.bots import BotPolicy
-from trackway.core.cart_outcomes import OutcomeJob
 from trackway.core.group_commit import GroupCommitWriter
 from trackway.core.ingest import DirectWriter, Writer
 from trackway.core.jobs import PeriodicJob
-from trackway.core.rejections import RetentionJob
 from trackway.core.sessions import describe_device
 from trackway.core.sources import SourceDirectory
 from trackway.db.engine import make_engine
@@ -98,7 +97,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # ua-parser compiles its rules on first use (~0.1 s): pay it before the first visitor.
         await asyncio.to_thread(describe_device, "Mozilla/5.0")
         # Abandoned carts: due work claimed in the database, so every process may run it.
-        outcomes = OutcomeJob(uow, settings.cart_outcomes_interval)
+        outcomes = PeriodicJob(
+            "cart outcomes", lambda: cart_outcomes.run_pass(uow), settings.cart_outcomes_interval
+        )
         outcomes.start()
         # Erasures and retention: due work claimed in the database too (core/jobs.py).
         erasures = PeriodicJob("erasures", lambda: erasure.run_pass(uow), settings.erasure_interval)
@@ -108,8 +109,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         retain = PeriodicJob("retention", lambda: event_retention.run_pass(uow, interval=interval), interval)
         retain.start()
         # Old rejections: deleted in bounded batches, claimed in the database.
-        retention = RetentionJob(
-            uow, days=settings.rejections_days, interval=settings.rejections_purge_interval
+        days = settings.rejections_days
+        retention = PeriodicJob(
+            "rejections retention",
+            lambda: rejections_retention.purge(uow, days=days),
+            settings.rejections_purge_interval,
         )
         retention.start()
         try:

@@ -1,8 +1,8 @@
 """Abandoned carts: the due work of cart lifecycles, claimed in the database (``core/carts.py``).
 
 A cart's open lifecycle carries ``outcome_due_at``: its last cart activity plus its source's
-``cart_abandon_after``. Every Trackway process runs ``OutcomeJob`` (in the app's lifespan,
-every ``TRACKWAY_CART_OUTCOMES_INTERVAL`` seconds); ``trackway carts run-outcomes`` runs one
+``cart_abandon_after``. Every Trackway process runs a pass (``core/jobs.py``, in the app's
+lifespan, every ``TRACKWAY_CART_OUTCOMES_INTERVAL`` seconds); ``trackway carts run-outcomes`` runs one
 pass. A pass claims the carts due, a batch a transaction (``db/cart_outcomes.py``: row locks,
 ``SKIP LOCKED`` on PostgreSQL), and in that same transaction stores each one's
 ``cart-abandoned`` event and ends its lifecycle. Nothing lives in a process's memory: any
@@ -13,8 +13,6 @@ lifecycle ends once: the claim, the event and the end commit together, and the e
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -90,35 +88,3 @@ async def run_pass(uow: UnitOfWork, *, now: datetime | None = None, limit: int =
         done += claimed
         if claimed < limit:
             return done
-
-
-class OutcomeJob:
-    """``run_pass`` every ``interval`` seconds until closed; a failed pass is logged and retried."""
-
-    def __init__(self, uow: UnitOfWork, interval: float) -> None:
-        self._uow = uow
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._interval > 0 and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="trackway-cart-outcomes")
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await run_pass(self._uow)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database away, a bug: the next pass tries again
-                log.warning("cart outcomes pass failed: %s", type(exc).__name__)
-            await asyncio.sleep(self._interval)
-
-    async def close(self) -> None:
-        """Stop between transactions or mid-pass: an interrupted transaction commits nothing."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

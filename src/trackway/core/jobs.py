@@ -1,6 +1,6 @@
 """``PeriodicJob``: a background pass every few seconds, in every process, claimed in the database.
 
-The erasure and retention jobs (``core/erasure.py``, ``core/retention.py``) keep no state in
+The cart outcome, erasure, event retention and quarantine retention jobs keep no state in
 a process: each transaction of a pass claims its work with row locks, so any number of
 processes may run them and a restart loses nothing. This only schedules the passes.
 """

@@ -1,6 +1,6 @@
 """Retention of the quarantine: rejections older than ``TRACKWAY_REJECTIONS_DAYS`` are deleted.
 
-Every Trackway process runs ``RetentionJob`` (in the app's lifespan, every
+Every Trackway process runs a pass (``core/jobs.py``, in the app's lifespan, every
 ``TRACKWAY_REJECTIONS_PURGE_INTERVAL`` seconds); ``trackway rejections purge`` runs one pass.
 A pass deletes the oldest rows in batches of ``BATCH``, a transaction each, the rows claimed
 with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (``db/rejections.py``): several processes
@@ -10,8 +10,6 @@ for more than one bounded batch, so ingest waits at most that long.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -36,35 +34,3 @@ async def purge(uow: UnitOfWork, *, days: float, now: datetime | None = None, li
         done += deleted
         if deleted < limit:
             return done
-
-
-class RetentionJob:
-    """``purge`` every ``interval`` seconds until closed; a failed pass is logged and retried."""
-
-    def __init__(self, uow: UnitOfWork, *, days: float, interval: float) -> None:
-        self._uow = uow
-        self._days = days
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._interval > 0 and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="trackway-rejections-retention")
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await purge(self._uow, days=self._days)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database away: the next pass tries again
-                log.warning("rejections retention pass failed: %s", type(exc).__name__)
-            await asyncio.sleep(self._interval)
-
-    async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
