@@ -9,10 +9,8 @@ server is stopped in a ``finally``, and they listen on 127.0.0.1 only.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from tests.conftest import PG_URL, _pg_admin, _pg_reachable, run_sync
-from tests.faults.harness import BIN, Server, server_env, skip_or_fail
+from tests.conftest import run_sync
+from tests.faults.harness import BIN, Server, scratch_pg_database, server_env
 from trackway.db.models import carts, events
 
 pytestmark = pytest.mark.e2e
@@ -38,15 +36,8 @@ JOB = {"TRACKWAY_CART_OUTCOMES_INTERVAL": "0.2", "TRACKWAY_DB_POOL_SIZE": "4"}
 
 @pytest.fixture
 def pg_database() -> Iterator[str]:
-    problem = run_sync(_pg_reachable(PG_URL))
-    if problem is not None:
-        skip_or_fail(f"PostgreSQL at {PG_URL} is unreachable ({problem}): the two-server cart test")
-    name = f"trackway_carts_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    run_sync(_pg_admin(PG_URL, f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        run_sync(_pg_admin(PG_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_pg_database("trackway_carts", "the two-server cart test") as url:
+        yield url
 
 
 def read(url: str, fn: Any) -> Any:

@@ -9,10 +9,8 @@ a ``finally``, and they listen on 127.0.0.1 only.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import PG_URL, _pg_admin, _pg_reachable, run_sync
-from tests.faults.harness import ADMIN_TOKEN, BIN, Server, server_env, skip_or_fail
+from tests.faults.harness import ADMIN_TOKEN, BIN, Server, scratch_pg_database, server_env
 
 pytestmark = pytest.mark.e2e
 
@@ -35,15 +32,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'quarantine.db'}"
         return
-    problem = run_sync(_pg_reachable(PG_URL))
-    if problem is not None:
-        skip_or_fail(f"PostgreSQL at {PG_URL} is unreachable ({problem}): the quarantine e2e test")
-    name = f"trackway_quarantine_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    run_sync(_pg_admin(PG_URL, f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        run_sync(_pg_admin(PG_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_pg_database("trackway_quarantine", "the quarantine e2e test") as url:
+        yield url
 
 
 def listed(server: Server) -> list[dict[str, Any]]:

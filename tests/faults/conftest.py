@@ -12,14 +12,12 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_URL, _pg_admin, _pg_reachable, run_sync
-from tests.faults.harness import free_port, skip_or_fail
+from tests.faults.harness import free_port, scratch_pg_database, skip_or_fail
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -32,16 +30,9 @@ def fault_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'faults.db'}"
         return
-    problem = run_sync(_pg_reachable(PG_URL))
-    if problem is not None:
-        # A skip, not a warning: the suite turns warnings into errors.
-        skip_or_fail(f"PostgreSQL at {PG_URL} is unreachable ({problem}): PostgreSQL fault tests")
-    name = f"trackway_faults_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    run_sync(_pg_admin(PG_URL, f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        run_sync(_pg_admin(PG_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    # A skip, not a warning, when it is unreachable: the suite turns warnings into errors.
+    with scratch_pg_database("trackway_faults", "PostgreSQL fault tests") as url:
+        yield url
 
 
 def _postgres_bin() -> Path | None:

@@ -15,7 +15,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,24 @@ def skip_or_fail(message: str) -> None:
     if ci():
         pytest.fail(message)
     pytest.skip(f"NOT RUN: {message}")
+
+
+@contextmanager
+def scratch_pg_database(prefix: str, what: str) -> Iterator[str]:
+    """An empty PostgreSQL database of this test's alone, next to ``TRACKWAY_TEST_DATABASE_URL``'s
+    (a server migrates it), dropped with ``FORCE`` at the end, so connections a killed server
+    left behind cannot keep it. Unreachable: ``skip_or_fail`` naming ``what``."""
+    from tests.conftest import PG_URL, _pg_admin, _pg_reachable, run_sync
+
+    problem = run_sync(_pg_reachable(PG_URL))
+    if problem is not None:
+        skip_or_fail(f"PostgreSQL at {PG_URL} is unreachable ({problem}): {what}")
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    run_sync(_pg_admin(PG_URL, f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        run_sync(_pg_admin(PG_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def server_env(database_url: str, **extra: str) -> dict[str, str]:
